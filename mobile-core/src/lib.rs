@@ -1,0 +1,15 @@
+//! fbnet's shared core: everything that runs on the phone, in plain Rust.
+//!
+//! The FBNet search space and its architectures ([`space`], [`arch`], [`ops`]), ONNX graphs of blocks and
+//! whole networks ([`onnx`]), operator timing with ONNX Runtime ([`runtime`], [`profile`]) and the latency
+//! lookup tables it produces ([`lut`]). The host trainer and the phone apps both build on it.
+
+pub mod arch;
+pub mod error;
+pub mod ops;
+pub mod space;
+
+pub use arch::{Arch, BUILTINS, Builtin, builtin};
+pub use error::{Error, Result};
+pub use ops::{Cost, Op};
+pub use space::{Block, LayerSpec, Space};
