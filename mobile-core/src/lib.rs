@@ -6,7 +6,9 @@
 
 pub mod arch;
 pub mod error;
+pub mod onnx;
 pub mod ops;
+pub mod runtime;
 pub mod space;
 
 pub use arch::{Arch, BUILTINS, Builtin, builtin};

@@ -1,0 +1,202 @@
+//! ONNX Runtime: loading the library, building sessions the way every measurement needs them, running
+//! graphs and calibrating int8 ranges.
+//!
+//! The library is loaded dynamically from an explicit path (never ort's implicit load, which panics when
+//! the library is missing): the path given by the caller, else `ORT_DYLIB_PATH`, else the cache folder that
+//! `scripts/setup-ort.sh` fills from the official PyPI wheel.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::TensorRef;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::onnx::{NetworkGraph, Ranges};
+
+/// The ONNX Runtime release the project is built and tested against (ort's `api-31`).
+pub const ORT_VERSION: &str = "1.31.1";
+
+/// What was loaded.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RuntimeInfo {
+    /// ONNX Runtime version, from the library's build information.
+    pub version: String,
+    /// The library file.
+    pub library: PathBuf,
+}
+
+struct Loaded {
+    info: RuntimeInfo,
+    env: ort::environment::Environment,
+}
+
+static LOADED: OnceLock<Loaded> = OnceLock::new();
+static LOADING: Mutex<()> = Mutex::new(());
+
+/// The cache folder for downloaded runtime files: `$FBNET_CACHE`, else `$XDG_CACHE_HOME/fbnet`, else
+/// `~/.cache/fbnet`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("FBNET_CACHE") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(p).join("fbnet");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache").join("fbnet")
+}
+
+/// Where the library is looked for when no path is given: `ORT_DYLIB_PATH`, else the `capi` folder of the
+/// wheel unpacked under [`cache_dir`].
+pub fn default_library_path() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        return Ok(PathBuf::from(p));
+    }
+    let capi = cache_dir()
+        .join(format!("onnxruntime-{ORT_VERSION}"))
+        .join("onnxruntime")
+        .join("capi");
+    let found = std::fs::read_dir(&capi).ok().and_then(|entries| {
+        entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libonnxruntime.") && !n.contains("providers"))
+            })
+    });
+    found.ok_or_else(|| {
+        Error::RuntimeUnavailable(format!(
+            "no ONNX Runtime library in {}; run scripts/setup-ort.sh or set ORT_DYLIB_PATH",
+            capi.display()
+        ))
+    })
+}
+
+/// Loads ONNX Runtime once per process from `library` (or [`default_library_path`]). Later calls return
+/// what the first successful one loaded.
+pub fn init(library: Option<&Path>) -> Result<RuntimeInfo> {
+    if let Some(l) = LOADED.get() {
+        return Ok(l.info.clone());
+    }
+    let _guard = LOADING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(l) = LOADED.get() {
+        return Ok(l.info.clone());
+    }
+    let path = match library {
+        Some(p) => p.to_path_buf(),
+        None => default_library_path()?,
+    };
+    if !path.exists() {
+        return Err(Error::RuntimeUnavailable(format!("{} does not exist", path.display())));
+    }
+    let builder = ort::init_from(&path).map_err(|e| Error::RuntimeUnavailable(e.to_string()))?;
+    let env = builder
+        .with_name("fbnet")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| Error::RuntimeUnavailable(e.to_string()))?;
+    let version = version_from_build_info(ort::info()).unwrap_or_else(|| "unknown".into());
+    let info = RuntimeInfo {
+        version,
+        library: path,
+    };
+    let _ = LOADED.set(Loaded {
+        info: info.clone(),
+        env,
+    });
+    Ok(info)
+}
+
+/// The process's ONNX Runtime environment, loading the library from the default place if needed.
+fn environment() -> Result<&'static ort::environment::Environment> {
+    init(None)?;
+    LOADED
+        .get()
+        .map(|l| &l.env)
+        .ok_or_else(|| Error::RuntimeUnavailable("ONNX Runtime environment missing".into()))
+}
+
+/// Extracts `1.31.1` from ORT's build string (`... git-branch=rel-1.31.1, ...`).
+fn version_from_build_info(info: &str) -> Option<String> {
+    let start = info.find("rel-")? + 4;
+    let rest = &info[start..];
+    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+    Some(rest[..end].to_string()).filter(|v| !v.is_empty())
+}
+
+/// How sessions are built for measurement: the settings a phone deployment would use.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Intra-op threads (1 = the single big-core figure the paper's tables use).
+    pub threads: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig { threads: 1 }
+    }
+}
+
+impl SessionConfig {
+    /// A session for `model` with optimisation level All and sequential execution.
+    pub fn session(&self, model: &[u8]) -> Result<Session> {
+        let s = Session::builder(environment()?)?
+            .with_optimization_level(GraphOptimizationLevel::All)
+            .map_err(ort::Error::from)?
+            .with_intra_threads(self.threads.max(1))
+            .map_err(ort::Error::from)?
+            .with_inter_threads(1)
+            .map_err(ort::Error::from)?
+            .with_parallel_execution(false)
+            .map_err(ort::Error::from)?
+            .commit_from_memory(model)?;
+        Ok(s)
+    }
+}
+
+/// Runs `session` on one float input and returns every output as (shape, values).
+pub fn run(session: &mut Session, input: &[f32], shape: &[usize]) -> Result<Vec<(Vec<usize>, Vec<f32>)>> {
+    let tensor = TensorRef::from_array_view((shape.to_vec(), input))?;
+    let outputs = session.run(ort::inputs![tensor])?;
+    let mut out = Vec::with_capacity(outputs.len());
+    for (_, value) in outputs.iter() {
+        let (s, data) = value.try_extract_tensor::<f32>()?;
+        out.push((s.iter().map(|&d| d as usize).collect(), data.to_vec()));
+    }
+    Ok(out)
+}
+
+/// Runs the fp32 graph with every activation exposed on each of `inputs` and returns the observed
+/// (min, max) of each activation: the ranges an int8 graph is built with.
+pub fn calibrate(graph: &NetworkGraph, inputs: &[Vec<f32>], config: SessionConfig) -> Result<Ranges> {
+    let model = graph.calibration_model().to_bytes();
+    let mut session = config.session(&model)?;
+    let mut ranges = Ranges::new();
+    for input in inputs {
+        let outputs = run(&mut session, input, &graph.input_shape)?;
+        for (name, (_, values)) in graph.activations.iter().zip(outputs) {
+            let (lo, hi) = values
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let e = ranges.entry(name.clone()).or_insert((lo, hi));
+            *e = (e.0.min(lo), e.1.max(hi));
+        }
+    }
+    Ok(ranges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_is_read_from_build_info() {
+        let info = "ORT Build Info: git-branch=rel-1.31.1, git-commit-id=abc, build type=Release";
+        assert_eq!(version_from_build_info(info).as_deref(), Some("1.31.1"));
+        assert_eq!(version_from_build_info("nothing"), None);
+    }
+}
