@@ -1,1 +1,41 @@
-fn main() {}
+//! `fbnet`: hardware-aware neural architecture search (FBNet's DNAS) from phone profile to deployment.
+//! The command line is thin: each subcommand parses its flags and calls the shared core.
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+mod progress;
+
+use commands::{arch, lut, profile, space};
+
+#[derive(Parser)]
+#[command(name = "fbnet", version, about = "Hardware-aware neural architecture search (FBNet DNAS)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect search spaces.
+    #[command(subcommand)]
+    Space(space::SpaceCommand),
+    /// Inspect architectures, write them as ONNX.
+    #[command(subcommand)]
+    Arch(arch::ArchCommand),
+    /// Time every op of a space with ONNX Runtime on this machine and write a latency table.
+    Profile(profile::ProfileArgs),
+    /// Inspect, compare and validate latency tables.
+    #[command(subcommand)]
+    Lut(lut::LutCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Space(c) => space::run(c),
+        Command::Arch(c) => arch::run(c),
+        Command::Profile(a) => profile::run(a),
+        Command::Lut(c) => lut::run(c),
+    }
+}

@@ -5,11 +5,17 @@
 //! lookup tables it produces ([`lut`]). The host trainer and the phone apps both build on it.
 
 pub mod arch;
+pub mod attribution;
+pub mod device;
 pub mod error;
+pub mod lut;
 pub mod onnx;
 pub mod ops;
+pub mod profile;
 pub mod runtime;
 pub mod space;
+pub mod timing;
+pub mod validate;
 
 pub use arch::{Arch, BUILTINS, Builtin, builtin};
 pub use error::{Error, Result};

@@ -99,7 +99,7 @@ pub fn init(library: Option<&Path>) -> Result<RuntimeInfo> {
         .with_telemetry(false)
         .build()
         .map_err(|e| Error::RuntimeUnavailable(e.to_string()))?;
-    let version = version_from_build_info(ort::info()).unwrap_or_else(|| "unknown".into());
+    let version = library_version(&path).unwrap_or_else(|| "unknown".into());
     let info = RuntimeInfo {
         version,
         library: path,
@@ -120,12 +120,26 @@ fn environment() -> Result<&'static ort::environment::Environment> {
         .ok_or_else(|| Error::RuntimeUnavailable("ONNX Runtime environment missing".into()))
 }
 
-/// Extracts `1.31.1` from ORT's build string (`... git-branch=rel-1.31.1, ...`).
-fn version_from_build_info(info: &str) -> Option<String> {
-    let start = info.find("rel-")? + 4;
-    let rest = &info[start..];
-    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-    Some(rest[..end].to_string()).filter(|v| !v.is_empty())
+/// The version string the library reports (`OrtGetApiBase()->GetVersionString()`); ort does not expose
+/// it and the build-info string of the PyPI build carries no version.
+fn library_version(path: &Path) -> Option<String> {
+    // SAFETY: `path` is the ONNX Runtime library ort has just loaded successfully, so opening it again
+    // returns the same loaded image. `OrtGetApiBase` takes no arguments and returns a pointer to a static
+    // struct (checked for null); `GetVersionString` returns a static NUL-terminated string.
+    unsafe {
+        let lib = libloading::Library::new(path).ok()?;
+        let get: libloading::Symbol<unsafe extern "C" fn() -> *const ort::sys::OrtApiBase> =
+            lib.get(b"OrtGetApiBase").ok()?;
+        let base = get();
+        if base.is_null() {
+            return None;
+        }
+        let version = ((*base).GetVersionString)();
+        if version.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(version).to_str().ok().map(str::to_string)
+    }
 }
 
 /// How sessions are built for measurement: the settings a phone deployment would use.
@@ -142,9 +156,8 @@ impl Default for SessionConfig {
 }
 
 impl SessionConfig {
-    /// A session for `model` with optimisation level All and sequential execution.
-    pub fn session(&self, model: &[u8]) -> Result<Session> {
-        let s = Session::builder(environment()?)?
+    fn builder(&self) -> Result<ort::session::builder::SessionBuilder> {
+        Ok(Session::builder(environment()?)?
             .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(ort::Error::from)?
             .with_intra_threads(self.threads.max(1))
@@ -152,9 +165,22 @@ impl SessionConfig {
             .with_inter_threads(1)
             .map_err(ort::Error::from)?
             .with_parallel_execution(false)
+            .map_err(ort::Error::from)?)
+    }
+
+    /// A session for `model` with optimisation level All and sequential execution.
+    pub fn session(&self, model: &[u8]) -> Result<Session> {
+        Ok(self.builder()?.commit_from_memory(model)?)
+    }
+
+    /// The same session with ONNX Runtime's profiler on, writing its trace under the path prefix
+    /// `trace` (the file name is returned by `Session::end_profiling`).
+    pub fn profiled_session(&self, model: &[u8], trace: &Path) -> Result<Session> {
+        Ok(self
+            .builder()?
+            .with_profiling(trace)
             .map_err(ort::Error::from)?
-            .commit_from_memory(model)?;
-        Ok(s)
+            .commit_from_memory(model)?)
     }
 }
 
@@ -194,9 +220,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn version_is_read_from_build_info() {
-        let info = "ORT Build Info: git-branch=rel-1.31.1, git-commit-id=abc, build type=Release";
-        assert_eq!(version_from_build_info(info).as_deref(), Some("1.31.1"));
-        assert_eq!(version_from_build_info("nothing"), None);
+    fn the_loaded_library_reports_its_version() {
+        let info = init(None).unwrap();
+        assert_eq!(info.version, ORT_VERSION);
     }
 }

@@ -1,0 +1,200 @@
+//! `fbnet lut show|diff|validate`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use mobile_core::lut::Lut;
+use mobile_core::onnx::Dtype;
+use mobile_core::runtime;
+use mobile_core::timing::TimingConfig;
+use mobile_core::validate::{ValidateReport, validate, validation_archs};
+
+use crate::progress::bar;
+
+#[derive(clap::Subcommand)]
+pub enum LutCommand {
+    /// Print a table: device, runtime, and every op's latency per dtype.
+    Show {
+        /// The table.
+        file: PathBuf,
+    },
+    /// Compare two tables of the same space op by op: which ops are faster on which device (the
+    /// paper's Figure 5).
+    Diff { a: PathBuf, b: PathBuf },
+    /// Time whole networks (FBNet-A/B/C and random architectures of the table's space) and compare
+    /// with the table's predictions.
+    Validate {
+        /// The table.
+        #[arg(long)]
+        lut: PathBuf,
+        /// Random architectures to time besides FBNet-A/B/C.
+        #[arg(long, default_value_t = 20)]
+        archs: usize,
+        /// Seed of the random architectures, weights and inputs.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also write the JSON report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Shorter timing runs.
+        #[arg(long)]
+        quick: bool,
+        /// The ONNX Runtime library (default: ORT_DYLIB_PATH, else the cache).
+        #[arg(long)]
+        ort: Option<PathBuf>,
+    },
+}
+
+pub fn run(cmd: LutCommand) -> anyhow::Result<()> {
+    match cmd {
+        LutCommand::Show { file } => show(&Lut::load(&file)?),
+        LutCommand::Diff { a, b } => diff(&Lut::load(&a)?, &Lut::load(&b)?),
+        LutCommand::Validate {
+            lut,
+            archs,
+            seed,
+            json,
+            out,
+            quick,
+            ort,
+        } => {
+            runtime::init(ort.as_deref())?;
+            let table = Lut::load(&lut)?;
+            let archs = validation_archs(&table.space, archs, seed)?;
+            let timing = if quick { TimingConfig::quick() } else { table.timing };
+            let pb = bar(archs.len() * table.dtypes.len(), 0);
+            let cancel = AtomicBool::new(false);
+            let report = validate(&table, &archs, &timing, seed, &cancel, &mut |c, done, _| {
+                pb.set_position(done as u64);
+                pb.set_message(format!("{} {} {:+.1}%", c.arch, c.dtype, c.error * 100.0));
+            })?;
+            pb.finish_and_clear();
+            let text = serde_json::to_string_pretty(&report)?;
+            if let Some(path) = &out {
+                std::fs::write(path, &text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            }
+            if json {
+                println!("{text}");
+            } else {
+                print_report(&report);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_report(r: &ValidateReport) {
+    println!("space {} on {} ({} thread(s))", r.space, r.device.cpu, r.runtime.session.threads);
+    println!("{:<12} {:>5} {:>12} {:>12} {:>8}", "network", "dtype", "predicted", "measured", "error");
+    for c in &r.checks {
+        println!(
+            "{:<12} {:>5} {:>10.0}us {:>10.0}us {:>+7.1}%{}",
+            c.arch,
+            c.dtype,
+            c.predicted_us,
+            c.measured_us,
+            c.error * 100.0,
+            if c.noisy { " noisy" } else { "" }
+        );
+    }
+    for s in &r.summary {
+        println!(
+            "{}: {} networks, {:.0}% within ±10%, mean |error| {:.1}%, max {:.1}%",
+            s.dtype,
+            s.networks,
+            s.within_10pct * 100.0,
+            s.mean_abs_error * 100.0,
+            s.max_abs_error * 100.0
+        );
+    }
+}
+
+/// Entries of a table as `op -> dtype -> p50`.
+fn by_op(lut: &Lut) -> BTreeMap<String, BTreeMap<Dtype, f64>> {
+    let mut m: BTreeMap<String, BTreeMap<Dtype, f64>> = BTreeMap::new();
+    for e in &lut.entries {
+        m.entry(e.op.clone()).or_default().insert(e.dtype, e.stats.p50);
+    }
+    m
+}
+
+fn show(lut: &Lut) -> anyhow::Result<()> {
+    println!(
+        "space {} (hash {}), {} on {} ({} cores, {}), {} {} {} thread(s), created {}",
+        lut.space.name,
+        lut.space_hash,
+        lut.device.model,
+        lut.device.cpu,
+        lut.device.cores,
+        lut.device.os,
+        lut.runtime.name,
+        lut.runtime.version,
+        lut.runtime.session.threads,
+        lut.created
+    );
+    for d in &lut.dtypes {
+        let missing = lut.missing(*d).len();
+        if missing > 0 {
+            println!("{d}: {missing} ops not yet measured (resume with `fbnet profile --resume`)");
+        }
+    }
+    let noisy: std::collections::BTreeSet<(String, Dtype)> = lut
+        .entries
+        .iter()
+        .filter(|e| e.noisy)
+        .map(|e| (e.op.clone(), e.dtype))
+        .collect();
+    println!("{:<28} {:>10} {:>10} {:>8}", "op", "fp32 us", "int8 us", "speedup");
+    for (op, m) in by_op(lut) {
+        let cell = |d: Dtype| {
+            m.get(&d).map_or("-".to_string(), |v| {
+                format!("{v:.1}{}", if noisy.contains(&(op.clone(), d)) { "~" } else { "" })
+            })
+        };
+        let speedup = match (m.get(&Dtype::Fp32), m.get(&Dtype::Int8)) {
+            (Some(f), Some(i)) => format!("{:.2}x", f / i),
+            _ => "-".into(),
+        };
+        println!("{:<28} {:>10} {:>10} {:>8}", op, cell(Dtype::Fp32), cell(Dtype::Int8), speedup);
+    }
+    if !noisy.is_empty() {
+        println!("~ noisy: spread stayed above {:.0}% after a second measurement", lut.timing.max_spread * 100.0);
+    }
+    Ok(())
+}
+
+fn diff(a: &Lut, b: &Lut) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.space_hash == b.space_hash,
+        "the tables are for different spaces ({} hash {}, {} hash {})",
+        a.space.name,
+        a.space_hash,
+        b.space.name,
+        b.space_hash
+    );
+    let (ma, mb) = (by_op(a), by_op(b));
+    println!("A = {} ({}), B = {} ({})", a.device.model, a.device.cpu, b.device.model, b.device.cpu);
+    for d in Dtype::ALL {
+        let mut rows: Vec<(String, f64, f64)> = ma
+            .iter()
+            .filter_map(|(op, m)| Some((op.clone(), *m.get(&d)?, *mb.get(op)?.get(&d)?)))
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        rows.sort_by(|x, y| (x.2 / x.1).total_cmp(&(y.2 / y.1)));
+        println!("{d}: {} common ops, sorted by B/A", rows.len());
+        println!("{:<28} {:>10} {:>10} {:>8}", "op", "A us", "B us", "B/A");
+        for (op, ta, tb) in &rows {
+            println!("{op:<28} {ta:>10.1} {tb:>10.1} {:>7.2}x", tb / ta);
+        }
+        let sum_a: f64 = rows.iter().map(|r| r.1).sum();
+        let sum_b: f64 = rows.iter().map(|r| r.2).sum();
+        println!("{d}: B/A over all common ops {:.2}x", sum_b / sum_a);
+    }
+    Ok(())
+}

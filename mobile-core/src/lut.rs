@@ -1,0 +1,301 @@
+//! Latency lookup tables: the JSON file a profile produces and the search consumes.
+//!
+//! A table holds, for one device and one runtime configuration, the measured latency of every op of one
+//! search space at each dtype. It embeds the space and its hash, so a table is never silently used with
+//! another space, and it is written entry by entry, so an interrupted profile keeps what it measured.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+use crate::device::DeviceInfo;
+use crate::error::{Error, Result};
+use crate::onnx::Dtype;
+use crate::ops::Op;
+use crate::runtime::SessionConfig;
+use crate::profile::Method;
+use crate::space::Space;
+use crate::timing::{Stats, TimingConfig};
+
+/// Version of the table format. Readers refuse any other.
+pub const LUT_SCHEMA: u32 = 1;
+
+/// The `op` name of a table's per-network overhead entries.
+pub const NETWORK_OVERHEAD: &str = "network";
+
+/// The runtime configuration the entries were measured with.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RuntimeDesc {
+    /// `onnxruntime`.
+    pub name: String,
+    pub version: String,
+    pub provider: String,
+    pub optimization: String,
+    pub execution: String,
+    pub session: SessionConfig,
+}
+
+impl RuntimeDesc {
+    /// ONNX Runtime on the CPU with optimisation level All and sequential execution.
+    pub fn onnxruntime(version: &str, session: SessionConfig) -> Self {
+        RuntimeDesc {
+            name: "onnxruntime".into(),
+            version: version.into(),
+            provider: "cpu".into(),
+            optimization: "all".into(),
+            execution: "sequential".into(),
+            session,
+        }
+    }
+}
+
+/// The measured latency of one op at one dtype.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    /// The op's key ([`Op::key`]).
+    pub op: String,
+    pub dtype: Dtype,
+    /// Distribution of single-run latencies, µs.
+    #[serde(flatten)]
+    pub stats: Stats,
+    /// The spread stayed above the limit after a second measurement.
+    #[serde(default)]
+    pub noisy: bool,
+}
+
+/// A latency lookup table.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Lut {
+    pub schema: u32,
+    pub device: DeviceInfo,
+    pub runtime: RuntimeDesc,
+    pub space_hash: String,
+    pub space: Space,
+    /// UTC time of creation, ISO 8601.
+    pub created: String,
+    pub dtypes: Vec<Dtype>,
+    pub timing: TimingConfig,
+    /// How the entries were measured.
+    pub method: Method,
+    pub entries: Vec<Entry>,
+    /// Time of a network run that belongs to no op (input quantisation, layout changes at the edges,
+    /// time between kernels), one entry per dtype; measured by the in-network method, empty otherwise.
+    #[serde(default)]
+    pub overhead: Vec<Entry>,
+}
+
+/// UTC now as `YYYY-MM-DDTHH:MM:SSZ` (no date crate needed for one timestamp).
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+impl Lut {
+    /// An empty table for `space`.
+    pub fn new(
+        space: Space,
+        dtypes: Vec<Dtype>,
+        device: DeviceInfo,
+        runtime: RuntimeDesc,
+        timing: TimingConfig,
+        method: Method,
+    ) -> Lut {
+        Lut {
+            schema: LUT_SCHEMA,
+            device,
+            runtime,
+            space_hash: space.hash(),
+            space,
+            created: utc_now(),
+            dtypes,
+            timing,
+            method,
+            entries: Vec::new(),
+            overhead: Vec::new(),
+        }
+    }
+
+    /// Parses and checks a table; `origin` names the file in errors. A partial table (missing entries) is
+    /// accepted here, since a profile resumes from one; [`Lut::require_complete`] checks coverage.
+    pub fn from_json(text: &str, origin: &Path) -> Result<Lut> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::bad_file(origin, format!("not JSON: {e}")))?;
+        match value.get("schema").and_then(|s| s.as_u64()) {
+            Some(v) if v == u64::from(LUT_SCHEMA) => {}
+            Some(v) => {
+                return Err(Error::bad_file(
+                    origin,
+                    format!("latency table schema {v} is not supported (this fbnet reads schema {LUT_SCHEMA})"),
+                ));
+            }
+            None => return Err(Error::bad_file(origin, "no `schema` field: not an fbnet latency table")),
+        }
+        let lut: Lut = serde_json::from_value(value)
+            .map_err(|e| Error::bad_file(origin, format!("malformed latency table: {e}")))?;
+        lut.check(origin)?;
+        Ok(lut)
+    }
+
+    /// Reads a table from `path`.
+    pub fn load(path: &Path) -> Result<Lut> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Lut::from_json(&text, path)
+    }
+
+    fn check(&self, origin: &Path) -> Result<()> {
+        let bad = |m: String| Err(Error::bad_file(origin, m));
+        self.space.validate().map_err(|e| Error::bad_file(origin, e.to_string()))?;
+        let hash = self.space.hash();
+        if hash != self.space_hash {
+            return bad(format!(
+                "space_hash {} does not match the embedded space (hash {hash}): the table was edited or mixes two spaces",
+                self.space_hash
+            ));
+        }
+        let known: BTreeMap<String, Op> = self.space.unique_ops().into_iter().map(|o| (o.key(), o)).collect();
+        let mut seen = std::collections::BTreeSet::new();
+        for e in &self.entries {
+            if !known.contains_key(&e.op) {
+                return bad(format!("entry `{}` is not an op of space `{}`", e.op, self.space.name));
+            }
+            if !self.dtypes.contains(&e.dtype) {
+                return bad(format!("entry `{}` has dtype {} which the table does not declare", e.op, e.dtype));
+            }
+            let s = &e.stats;
+            for (name, v) in [("p10", s.p10), ("p50", s.p50), ("p90", s.p90), ("mean", s.mean)] {
+                if !(v.is_finite() && v > 0.0) {
+                    return bad(format!("entry `{}` ({}) has {name} = {v}: latencies must be finite and positive", e.op, e.dtype));
+                }
+            }
+            if !s.std.is_finite() || s.count == 0 {
+                return bad(format!("entry `{}` ({}) has no valid sample count or spread", e.op, e.dtype));
+            }
+            if !seen.insert((e.op.clone(), e.dtype)) {
+                return bad(format!("entry `{}` ({}) appears twice", e.op, e.dtype));
+            }
+        }
+        for e in &self.overhead {
+            if e.op != NETWORK_OVERHEAD || !self.dtypes.contains(&e.dtype) {
+                return bad(format!("overhead entry `{}` ({}) is not a network overhead of a declared dtype", e.op, e.dtype));
+            }
+            if !(e.stats.p50.is_finite() && e.stats.p50 >= 0.0) {
+                return bad(format!("network overhead ({}) is {}: it must be finite and not negative", e.dtype, e.stats.p50));
+            }
+        }
+        Ok(())
+    }
+
+    /// The per-network overhead at `dtype`, if measured.
+    pub fn overhead(&self, dtype: Dtype) -> Option<&Entry> {
+        self.overhead.iter().find(|e| e.dtype == dtype)
+    }
+
+    /// JSON text of the table.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Writes the table atomically (temporary file, then rename), so a crash never leaves half a file.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let tmp = path.with_extension("json.partial");
+        std::fs::write(&tmp, self.to_json()).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    }
+
+    /// The entry of `op` at `dtype`.
+    pub fn get(&self, op: &Op, dtype: Dtype) -> Option<&Entry> {
+        let key = op.key();
+        self.entries.iter().find(|e| e.dtype == dtype && e.op == key)
+    }
+
+    /// Ops of the space with no entry at `dtype`.
+    pub fn missing(&self, dtype: Dtype) -> Vec<Op> {
+        self.space
+            .unique_ops()
+            .into_iter()
+            .filter(|op| self.get(op, dtype).is_none())
+            .collect()
+    }
+
+    /// Fails unless every op of the space has an entry at `dtype`.
+    pub fn require_complete(&self, dtype: Dtype) -> Result<()> {
+        let missing = self.missing(dtype);
+        let overhead_missing = self.method == Method::InNetwork && self.overhead(dtype).is_none();
+        if missing.is_empty() && !overhead_missing {
+            return Ok(());
+        }
+        let names: Vec<String> = missing.iter().take(5).map(Op::key).collect();
+        Err(Error::invalid(format!(
+            "latency table for space `{}` lacks {} {dtype} ops (first: {}); finish it with `fbnet profile --resume`",
+            self.space.name,
+            missing.len(),
+            names.join(", ")
+        )))
+    }
+
+    /// Fails unless the table was measured for `space`.
+    pub fn check_space(&self, space: &Space) -> Result<()> {
+        let hash = space.hash();
+        if hash != self.space_hash {
+            return Err(Error::invalid(format!(
+                "latency table is for space `{}` (hash {}), not for space `{}` (hash {hash})",
+                self.space.name, self.space_hash, space.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Latency of `op` at `dtype` in µs (p50); `skip` costs nothing.
+    pub fn latency(&self, op: &Op, dtype: Dtype) -> Result<f64> {
+        if op.is_identity() {
+            return Ok(0.0);
+        }
+        self.get(op, dtype)
+            .map(|e| e.stats.p50)
+            .ok_or_else(|| Error::invalid(format!("latency table has no {dtype} entry for `{op}`")))
+    }
+
+    /// Predicted latency of a whole architecture in µs: the sum of its ops' entries (paper eq. 3) plus
+    /// the per-network overhead where the table has one.
+    pub fn predict(&self, arch: &Arch, dtype: Dtype) -> Result<f64> {
+        arch.check_space(&self.space_hash, "the latency table")?;
+        let ops: f64 = arch.ops().iter().map(|op| self.latency(op, dtype)).sum::<Result<f64>>()?;
+        Ok(ops + self.overhead(dtype).map_or(0.0, |e| e.stats.p50))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_iso8601() {
+        let t = utc_now();
+        assert_eq!(t.len(), 20);
+        assert!(t.starts_with("20") && t.ends_with('Z'));
+    }
+}

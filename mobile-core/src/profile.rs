@@ -1,0 +1,370 @@
+//! The profiler: times every op of a space at each dtype with ONNX Runtime and fills a latency table.
+//! It is what the phone app runs when the user taps "Profile device"; on a host `fbnet profile` runs it.
+//!
+//! Two methods, both on graphs made by [`crate::onnx`]:
+//! - `in-network` (the default) times ops where they really run: inside whole networks. A handful of
+//!   covering networks ([`covering_archs`]) place every candidate at every layer at least once; each is
+//!   timed as a whole, then run again under ONNX Runtime's profiler, whose per-kernel times are traced back
+//!   to the layers ([`crate::attribution`]); the time between kernels is taken from the unprofiled run
+//!   (the profiler's own bookkeeping sits there) and shared among the kernels.
+//!   What belongs to no op (the input's quantisation, layout changes at the edges, time between kernels)
+//!   becomes the table's per-network overhead. This is the additive model of the paper's eq. 3 measured in
+//!   the context it is used in.
+//! - `isolated` times each op as a graph of its own. It pays what a network does not (quantising its
+//!   input, reordering layouts at both edges) and gets what a network does not (its weights and buffers
+//!   hot in cache from the previous run); `fbnet lut validate` shows how far that is off on a machine.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+use crate::attribution::breakdown;
+use crate::device::DeviceInfo;
+use crate::error::{Error, Result};
+use crate::lut::{Entry, Lut, NETWORK_OVERHEAD, RuntimeDesc};
+use crate::onnx::weights::SplitMix;
+use crate::onnx::{Dtype, NetworkGraph, RandomWeights, Ranges, arch_graph, op_graph};
+use crate::ops::Op;
+use crate::runtime::{self, SessionConfig, calibrate, run};
+use crate::space::Space;
+use crate::timing::{Stats, TimingConfig, time_session};
+
+/// How op latencies are measured (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    #[default]
+    InNetwork,
+    Isolated,
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Method::InNetwork => "in-network",
+            Method::Isolated => "isolated",
+        })
+    }
+}
+
+impl FromStr for Method {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "in-network" => Ok(Method::InNetwork),
+            "isolated" => Ok(Method::Isolated),
+            _ => Err(Error::invalid(format!(
+                "unknown profiling method `{s}` (expected in-network or isolated)"
+            ))),
+        }
+    }
+}
+
+/// What to profile and how.
+#[derive(Clone, Debug)]
+pub struct ProfileConfig {
+    pub space: Space,
+    pub dtypes: Vec<Dtype>,
+    pub session: SessionConfig,
+    pub timing: TimingConfig,
+    pub device: DeviceInfo,
+    pub method: Method,
+    /// Seed of the random weights and inputs.
+    pub seed: u64,
+    /// Folder for ONNX Runtime's profiler traces (deleted after reading).
+    pub trace_dir: PathBuf,
+}
+
+/// Progress of a running profile, reported after each step (an op, or a network of ops).
+#[derive(Clone, Debug)]
+pub struct Progress {
+    /// Entries in the table now (including those a resumed table already had).
+    pub done: usize,
+    pub total: usize,
+    /// What was just measured.
+    pub step: String,
+    /// Seconds since this run started, and the estimated seconds left.
+    pub elapsed_s: f64,
+    pub eta_s: f64,
+}
+
+/// Seeded inputs of `shape` for calibration and timing.
+pub fn random_inputs(shape: &[usize], count: usize, seed: u64) -> Vec<Vec<f32>> {
+    let n: usize = shape.iter().product();
+    let mut rng = SplitMix::new(seed);
+    (0..count).map(|_| rng.normals(n)).collect()
+}
+
+/// Builds the graph of a network at `dtype` from `make(dtype, ranges)`; an int8 graph is calibrated on
+/// seeded random inputs through the fp32 graph made by the same function.
+pub fn build_at(
+    dtype: Dtype,
+    session: SessionConfig,
+    seed: u64,
+    make: &mut dyn FnMut(Dtype, Option<&Ranges>) -> Result<NetworkGraph>,
+) -> Result<NetworkGraph> {
+    let fp32 = make(Dtype::Fp32, None)?;
+    if dtype == Dtype::Fp32 {
+        return Ok(fp32);
+    }
+    let inputs = random_inputs(&fp32.input_shape, 2, seed ^ 0xca1b);
+    let ranges = calibrate(&fp32, &inputs, session)?;
+    make(Dtype::Int8, Some(&ranges))
+}
+
+/// Times a built graph with the standard method; measures again once with twice the time if the spread
+/// is too wide, and reports whether it stayed too wide (noisy).
+pub fn measure(
+    graph: &NetworkGraph,
+    session: SessionConfig,
+    timing: &TimingConfig,
+    seed: u64,
+    cancel: &AtomicBool,
+) -> Result<(Stats, bool)> {
+    let mut s = session.session(&graph.model.to_bytes())?;
+    let input = random_inputs(&graph.input_shape, 1, seed).remove(0);
+    let first = time_session(&mut s, &input, &graph.input_shape, timing, cancel)?;
+    if first.spread() <= timing.max_spread {
+        return Ok((first, false));
+    }
+    let second = time_session(&mut s, &input, &graph.input_shape, &timing.doubled(), cancel)?;
+    let best = if second.spread() < first.spread() { second } else { first };
+    Ok((best, best.spread() > timing.max_spread))
+}
+
+/// Measures one op at one dtype as a graph of its own (the `isolated` method).
+pub fn measure_op(op: &Op, dtype: Dtype, cfg: &ProfileConfig, cancel: &AtomicBool) -> Result<Entry> {
+    let mut weights = RandomWeights { seed: cfg.seed };
+    let graph = build_at(dtype, cfg.session, cfg.seed, &mut |d, r| op_graph(op, d, &mut weights, r))?;
+    let (stats, noisy) = measure(&graph, cfg.session, &cfg.timing, cfg.seed, cancel)?;
+    Ok(Entry {
+        op: op.key(),
+        dtype,
+        stats,
+        noisy,
+    })
+}
+
+/// Networks that together place every candidate of every layer at least once: network `j` takes
+/// candidate `(j + l) mod n_l` at layer `l`, so neighbouring layers differ and every op meets several
+/// contexts across the set.
+pub fn covering_archs(space: &Space) -> Result<Vec<Arch>> {
+    let layers = space.layers();
+    let per_layer: Vec<_> = layers.iter().map(|l| space.candidates_at(l)).collect();
+    let n = per_layer.iter().map(Vec::len).max().unwrap_or(0);
+    (0..n)
+        .map(|j| {
+            let choices = per_layer
+                .iter()
+                .enumerate()
+                .map(|(l, c)| c[(j + l) % c.len()])
+                .collect();
+            Arch::new(&format!("cover-{j}"), space.clone(), choices)
+        })
+        .collect()
+}
+
+/// Per-op and per-network samples (µs) of one network measured in context.
+struct NetworkSamples {
+    /// Samples of each op of `arch.ops()`, with its share of the time between kernels.
+    ops: Vec<Vec<f64>>,
+    /// Samples of the time that belongs to no op.
+    rest: Vec<f64>,
+}
+
+static TRACE_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Times `graph` (the network of `n_ops` ops) whole, then under the profiler, and attributes the time:
+/// per op its kernels, per network its edge kernels, each with a share of the time between kernels.
+fn time_in_network(
+    graph: &NetworkGraph,
+    n_ops: usize,
+    cfg: &ProfileConfig,
+    timing: &TimingConfig,
+    cancel: &AtomicBool,
+) -> Result<NetworkSamples> {
+    let model = graph.model.to_bytes();
+    let input = random_inputs(&graph.input_shape, 1, cfg.seed).remove(0);
+    let mut plain = cfg.session.session(&model)?;
+    let wall = time_session(&mut plain, &input, &graph.input_shape, timing, cancel)?;
+    drop(plain);
+
+    std::fs::create_dir_all(&cfg.trace_dir).map_err(|e| Error::io(&cfg.trace_dir, e))?;
+    let n = TRACE_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let prefix = cfg.trace_dir.join(format!("fbnet-trace-{}-{n}", std::process::id()));
+    let mut profiled = cfg.session.profiled_session(&model, &prefix)?;
+    let runs = wall.count.clamp(timing.min_runs, timing.max_runs);
+    for _ in 0..timing.warmup_runs + runs {
+        run(&mut profiled, &input, &graph.input_shape)?;
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+    }
+    let trace_path = PathBuf::from(profiled.end_profiling()?);
+    drop(profiled);
+    let text = std::fs::read_to_string(&trace_path).map_err(|e| Error::io(&trace_path, e));
+    let _ = std::fs::remove_file(&trace_path);
+    let all = breakdown(&text?, n_ops)?;
+    let timed = &all[all.len().saturating_sub(runs)..];
+    // Kernel durations are the profiler's; the time between kernels is not (its bookkeeping sits
+    // there). That time is taken from the plain run instead, wall − kernels, and shared evenly among the
+    // kernels, so an op with more kernels carries more of the executor's per-kernel cost.
+    let kernel_times: Vec<f64> = timed.iter().map(|r| r.kernel_time()).collect();
+    let kernels_p50 = Stats::from_samples(&kernel_times)
+        .ok_or_else(|| Error::Runtime("the profiler recorded no runs".into()))?
+        .p50;
+    let count = timed[0].kernel_count().max(1) as f64;
+    let gap = (wall.p50 - kernels_p50) / count;
+    let ops = (0..n_ops)
+        .map(|i| timed.iter().map(|r| r.ops[i] + gap * r.kernels[i] as f64).collect())
+        .collect();
+    let rest = timed.iter().map(|r| r.edge + gap * r.edge_kernels as f64).collect();
+    Ok(NetworkSamples { ops, rest })
+}
+
+fn entry(op: String, dtype: Dtype, samples: &[f64], max_spread: f64) -> Result<Entry> {
+    let stats = Stats::from_samples(samples)
+        .filter(|s| s.p50 > 0.0)
+        .ok_or_else(|| Error::Runtime(format!("no time could be attributed to `{op}` ({dtype})")))?;
+    Ok(Entry {
+        op,
+        dtype,
+        noisy: stats.spread() > max_spread,
+        stats,
+    })
+}
+
+/// Measures the ops of `arch` that `lut` lacks at `dtype`, in context; returns how many were added.
+fn profile_network(arch: &Arch, dtype: Dtype, cfg: &ProfileConfig, lut: &mut Lut, cancel: &AtomicBool) -> Result<usize> {
+    let ops = arch.ops();
+    let mut weights = RandomWeights { seed: cfg.seed };
+    let graph = build_at(dtype, cfg.session, cfg.seed, &mut |d, r| {
+        arch_graph(arch, d, &mut weights, r, 1, &[])
+    })?;
+    let wanted = |lut: &Lut, op: &Op| !op.is_identity() && lut.get(op, dtype).is_none();
+    let mut samples = time_in_network(&graph, ops.len(), cfg, &cfg.timing, cancel)?;
+    let mut fresh: Vec<Entry> = Vec::new();
+    for (i, op) in ops.iter().enumerate() {
+        if wanted(lut, op) && !fresh.iter().any(|e| e.op == op.key()) {
+            fresh.push(entry(op.key(), dtype, &samples.ops[i], cfg.timing.max_spread)?);
+        }
+    }
+    if fresh.iter().any(|e| e.noisy) {
+        // Measure the network again for longer and keep the steadier figure of each noisy op.
+        samples = time_in_network(&graph, ops.len(), cfg, &cfg.timing.doubled(), cancel)?;
+        for e in fresh.iter_mut().filter(|e| e.noisy) {
+            let i = ops.iter().position(|o| o.key() == e.op).unwrap_or(0);
+            let again = entry(e.op.clone(), dtype, &samples.ops[i], cfg.timing.max_spread)?;
+            if again.stats.spread() < e.stats.spread() {
+                *e = again;
+            }
+        }
+    }
+    if lut.overhead(dtype).is_none() {
+        let stats = Stats::from_samples(&samples.rest)
+            .ok_or_else(|| Error::Runtime("no overhead samples".into()))?;
+        lut.overhead.push(Entry {
+            op: NETWORK_OVERHEAD.into(),
+            dtype,
+            stats,
+            noisy: false,
+        });
+    }
+    let added = fresh.len();
+    lut.entries.extend(fresh);
+    Ok(added)
+}
+
+/// Profiles the space of `cfg`, continuing `resume` if given (a partial table of the same space, method
+/// and runtime settings). With `out`, the table is saved after every step, so cancelling or killing the
+/// profile keeps everything measured so far. Returns the table, or [`Error::Cancelled`] once `cancel` is
+/// set (the saved file then holds the partial table).
+pub fn profile(
+    cfg: &ProfileConfig,
+    resume: Option<Lut>,
+    out: Option<&Path>,
+    cancel: &AtomicBool,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<Lut> {
+    let info = runtime::init(None)?;
+    let runtime = RuntimeDesc::onnxruntime(&info.version, cfg.session);
+    let mut lut = match resume {
+        Some(mut lut) => {
+            lut.check_space(&cfg.space)?;
+            if lut.runtime != runtime || lut.method != cfg.method {
+                return Err(Error::invalid(format!(
+                    "cannot resume: the table was measured {} with {:?}, this run is {} with {:?}",
+                    lut.method, lut.runtime, cfg.method, runtime
+                )));
+            }
+            for d in &cfg.dtypes {
+                if !lut.dtypes.contains(d) {
+                    lut.dtypes.push(*d);
+                }
+            }
+            lut
+        }
+        None => Lut::new(
+            cfg.space.clone(),
+            cfg.dtypes.clone(),
+            cfg.device.clone(),
+            runtime,
+            cfg.timing,
+            cfg.method,
+        ),
+    };
+    let total = cfg.space.unique_ops().len() * lut.dtypes.len();
+    let start = Instant::now();
+    let save = |lut: &Lut| out.map_or(Ok(()), |p| lut.save(p));
+    save(&lut)?;
+    let mut report = |lut: &Lut, step: String, before: usize| {
+        let elapsed_s = start.elapsed().as_secs_f64();
+        let measured = lut.entries.len() - before;
+        let left = total.saturating_sub(lut.entries.len());
+        on_progress(&Progress {
+            done: lut.entries.len(),
+            total,
+            step,
+            elapsed_s,
+            eta_s: if measured > 0 { elapsed_s / measured as f64 * left as f64 } else { 0.0 },
+        });
+    };
+    let before = lut.entries.len();
+    match cfg.method {
+        Method::Isolated => {
+            for op in cfg.space.unique_ops() {
+                for &dtype in &cfg.dtypes {
+                    if lut.get(&op, dtype).is_some() {
+                        continue;
+                    }
+                    let e = measure_op(&op, dtype, cfg, cancel)?;
+                    let step = format!("{} {dtype} {:.0} us", e.op, e.stats.p50);
+                    lut.entries.push(e);
+                    save(&lut)?;
+                    report(&lut, step, before);
+                }
+            }
+        }
+        Method::InNetwork => {
+            let archs = covering_archs(&cfg.space)?;
+            for &dtype in &cfg.dtypes {
+                for arch in &archs {
+                    let needed = arch.ops().iter().any(|op| !op.is_identity() && lut.get(op, dtype).is_none())
+                        || lut.overhead(dtype).is_none();
+                    if !needed {
+                        continue;
+                    }
+                    let added = profile_network(arch, dtype, cfg, &mut lut, cancel)?;
+                    save(&lut)?;
+                    report(&lut, format!("{} {dtype}: {added} ops", arch.name), before);
+                }
+            }
+        }
+    }
+    Ok(lut)
+}

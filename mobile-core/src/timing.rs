@@ -1,0 +1,154 @@
+//! The one timing method used for table entries and for whole-network checks: warm up, then time single
+//! runs until both a minimum count and a minimum time are reached, and summarise the distribution.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use ort::session::Session;
+use ort::value::Tensor;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How long and how often to time one graph.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TimingConfig {
+    /// Warm-up runs before timing (at least; warm-up also lasts at least `warmup_ms`).
+    pub warmup_runs: usize,
+    pub warmup_ms: f64,
+    /// Timed runs: at least `min_runs` and at least `min_ms` of timed work, at most `max_runs`.
+    pub min_runs: usize,
+    pub min_ms: f64,
+    pub max_runs: usize,
+    /// Relative spread (p90 − p10) / p50 above which an op is measured again, then flagged noisy.
+    pub max_spread: f64,
+}
+
+impl TimingConfig {
+    /// The default for a full profile.
+    pub fn standard() -> Self {
+        TimingConfig {
+            warmup_runs: 5,
+            warmup_ms: 30.0,
+            min_runs: 20,
+            min_ms: 150.0,
+            max_runs: 2000,
+            max_spread: 0.15,
+        }
+    }
+
+    /// A fast, rougher setting for tests and `--quick`.
+    pub fn quick() -> Self {
+        TimingConfig {
+            warmup_runs: 2,
+            warmup_ms: 2.0,
+            min_runs: 5,
+            min_ms: 5.0,
+            max_runs: 200,
+            max_spread: 0.5,
+        }
+    }
+}
+
+impl TimingConfig {
+    /// Twice the runs and time: the second try for a noisy measurement.
+    pub fn doubled(&self) -> Self {
+        TimingConfig {
+            min_ms: self.min_ms * 2.0,
+            min_runs: self.min_runs * 2,
+            ..*self
+        }
+    }
+}
+
+/// Summary of the timed runs of one graph, in microseconds.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Stats {
+    pub p10: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub mean: f64,
+    pub std: f64,
+    pub count: usize,
+}
+
+impl Stats {
+    /// Summarises samples (µs). `None` when there are none.
+    pub fn from_samples(samples: &[f64]) -> Option<Stats> {
+        if samples.is_empty() {
+            return None;
+        }
+        let mut s = samples.to_vec();
+        s.sort_by(f64::total_cmp);
+        let q = |p: f64| {
+            let pos = p * (s.len() - 1) as f64;
+            let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+            s[lo] + (s[hi] - s[lo]) * (pos - lo as f64)
+        };
+        let mean = s.iter().sum::<f64>() / s.len() as f64;
+        let var = s.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / s.len() as f64;
+        Some(Stats {
+            p10: q(0.1),
+            p50: q(0.5),
+            p90: q(0.9),
+            mean,
+            std: var.sqrt(),
+            count: s.len(),
+        })
+    }
+
+    /// (p90 − p10) / p50.
+    pub fn spread(&self) -> f64 {
+        (self.p90 - self.p10) / self.p50
+    }
+}
+
+/// Times `session` on `input` and returns the summary. Checks `cancel` between runs.
+pub fn time_session(
+    session: &mut Session,
+    input: &[f32],
+    shape: &[usize],
+    cfg: &TimingConfig,
+    cancel: &AtomicBool,
+) -> Result<Stats> {
+    let tensor = Tensor::from_array((shape.to_vec(), input.to_vec()))?;
+    let start = Instant::now();
+    let mut runs = 0;
+    while runs < cfg.warmup_runs || start.elapsed().as_secs_f64() * 1e3 < cfg.warmup_ms {
+        session.run(ort::inputs![&tensor])?;
+        runs += 1;
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+    }
+    let mut samples = Vec::with_capacity(cfg.min_runs * 4);
+    let mut total_ms = 0.0;
+    while samples.len() < cfg.max_runs && (samples.len() < cfg.min_runs || total_ms < cfg.min_ms) {
+        let t = Instant::now();
+        let out = session.run(ort::inputs![&tensor])?;
+        let us = t.elapsed().as_secs_f64() * 1e6;
+        drop(out);
+        samples.push(us);
+        total_ms += us / 1e3;
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+    }
+    Stats::from_samples(&samples).ok_or_else(|| Error::Runtime("no timed runs".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_interpolate() {
+        let s = Stats::from_samples(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0]).unwrap();
+        assert_eq!(s.p50, 6.0);
+        assert!((s.p10 - 2.0).abs() < 1e-12);
+        assert!((s.p90 - 10.0).abs() < 1e-12);
+        assert_eq!(s.count, 11);
+        assert!((s.mean - 6.0).abs() < 1e-12);
+        assert!(Stats::from_samples(&[]).is_none());
+    }
+}
