@@ -9,7 +9,11 @@ mod progress;
 use commands::{arch, lut, profile, space};
 
 #[derive(Parser)]
-#[command(name = "fbnet", version, about = "Hardware-aware neural architecture search (FBNet DNAS)")]
+#[command(
+    name = "fbnet",
+    version,
+    about = "Hardware-aware neural architecture search (FBNet DNAS)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

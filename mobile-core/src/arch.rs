@@ -21,8 +21,8 @@ pub struct Arch {
 }
 
 /// The JSON form of an architecture: self-contained (it embeds the space) and checked by the hash.
+/// Other fields (the costs `fbnet arch show --json` adds, a search run's scores) are ignored on reading.
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ArchFile {
     schema: u32,
     name: String,
@@ -115,7 +115,10 @@ impl Arch {
 
     /// Layers paired with their chosen blocks.
     pub fn layers(&self) -> impl Iterator<Item = (LayerSpec, Block)> + '_ {
-        self.space.layers().into_iter().zip(self.choices.iter().copied())
+        self.space
+            .layers()
+            .into_iter()
+            .zip(self.choices.iter().copied())
     }
 
     /// JSON (embedding the space and its hash).
@@ -137,10 +140,15 @@ impl Arch {
         if file.schema != ARCH_SCHEMA {
             return Err(Error::bad_file(
                 origin,
-                format!("architecture schema {} is not supported (expected {ARCH_SCHEMA})", file.schema),
+                format!(
+                    "architecture schema {} is not supported (expected {ARCH_SCHEMA})",
+                    file.schema
+                ),
             ));
         }
-        file.space.validate().map_err(|e| Error::bad_file(origin, e.to_string()))?;
+        file.space
+            .validate()
+            .map_err(|e| Error::bad_file(origin, e.to_string()))?;
         let hash = file.space.hash();
         if hash != file.space_hash {
             return Err(Error::bad_file(
@@ -151,7 +159,8 @@ impl Arch {
                 ),
             ));
         }
-        Arch::parse(&file.name, &file.space, &file.arch).map_err(|e| Error::bad_file(origin, e.to_string()))
+        Arch::parse(&file.name, &file.space, &file.arch)
+            .map_err(|e| Error::bad_file(origin, e.to_string()))
     }
 
     /// A built-in name or the path of an architecture JSON file.

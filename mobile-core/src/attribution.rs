@@ -54,7 +54,10 @@ impl RunBreakdown {
 /// Index of the op that produced kernel `node` in a network of `n_ops` ops (stem, layers, head,
 /// classifier), from the node-name prefix; `None` for kernels of the network's edges.
 pub fn op_index(node: &str, n_ops: usize) -> Option<usize> {
-    let prefix: String = node.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    let prefix: String = node
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
     match prefix.as_str() {
         "stem" => Some(0),
         "head" => Some(n_ops - 2),

@@ -14,8 +14,8 @@ use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::onnx::Dtype;
 use crate::ops::Op;
-use crate::runtime::SessionConfig;
 use crate::profile::Method;
+use crate::runtime::SessionConfig;
 use crate::space::Space;
 use crate::timing::{Stats, TimingConfig};
 
@@ -146,10 +146,17 @@ impl Lut {
             Some(v) => {
                 return Err(Error::bad_file(
                     origin,
-                    format!("latency table schema {v} is not supported (this fbnet reads schema {LUT_SCHEMA})"),
+                    format!(
+                        "latency table schema {v} is not supported (this fbnet reads schema {LUT_SCHEMA})"
+                    ),
                 ));
             }
-            None => return Err(Error::bad_file(origin, "no `schema` field: not an fbnet latency table")),
+            None => {
+                return Err(Error::bad_file(
+                    origin,
+                    "no `schema` field: not an fbnet latency table",
+                ));
+            }
         }
         let lut: Lut = serde_json::from_value(value)
             .map_err(|e| Error::bad_file(origin, format!("malformed latency table: {e}")))?;
@@ -165,7 +172,9 @@ impl Lut {
 
     fn check(&self, origin: &Path) -> Result<()> {
         let bad = |m: String| Err(Error::bad_file(origin, m));
-        self.space.validate().map_err(|e| Error::bad_file(origin, e.to_string()))?;
+        self.space
+            .validate()
+            .map_err(|e| Error::bad_file(origin, e.to_string()))?;
         let hash = self.space.hash();
         if hash != self.space_hash {
             return bad(format!(
@@ -173,23 +182,45 @@ impl Lut {
                 self.space_hash
             ));
         }
-        let known: BTreeMap<String, Op> = self.space.unique_ops().into_iter().map(|o| (o.key(), o)).collect();
+        let known: BTreeMap<String, Op> = self
+            .space
+            .unique_ops()
+            .into_iter()
+            .map(|o| (o.key(), o))
+            .collect();
         let mut seen = std::collections::BTreeSet::new();
         for e in &self.entries {
             if !known.contains_key(&e.op) {
-                return bad(format!("entry `{}` is not an op of space `{}`", e.op, self.space.name));
+                return bad(format!(
+                    "entry `{}` is not an op of space `{}`",
+                    e.op, self.space.name
+                ));
             }
             if !self.dtypes.contains(&e.dtype) {
-                return bad(format!("entry `{}` has dtype {} which the table does not declare", e.op, e.dtype));
+                return bad(format!(
+                    "entry `{}` has dtype {} which the table does not declare",
+                    e.op, e.dtype
+                ));
             }
             let s = &e.stats;
-            for (name, v) in [("p10", s.p10), ("p50", s.p50), ("p90", s.p90), ("mean", s.mean)] {
+            for (name, v) in [
+                ("p10", s.p10),
+                ("p50", s.p50),
+                ("p90", s.p90),
+                ("mean", s.mean),
+            ] {
                 if !(v.is_finite() && v > 0.0) {
-                    return bad(format!("entry `{}` ({}) has {name} = {v}: latencies must be finite and positive", e.op, e.dtype));
+                    return bad(format!(
+                        "entry `{}` ({}) has {name} = {v}: latencies must be finite and positive",
+                        e.op, e.dtype
+                    ));
                 }
             }
             if !s.std.is_finite() || s.count == 0 {
-                return bad(format!("entry `{}` ({}) has no valid sample count or spread", e.op, e.dtype));
+                return bad(format!(
+                    "entry `{}` ({}) has no valid sample count or spread",
+                    e.op, e.dtype
+                ));
             }
             if !seen.insert((e.op.clone(), e.dtype)) {
                 return bad(format!("entry `{}` ({}) appears twice", e.op, e.dtype));
@@ -197,10 +228,16 @@ impl Lut {
         }
         for e in &self.overhead {
             if e.op != NETWORK_OVERHEAD || !self.dtypes.contains(&e.dtype) {
-                return bad(format!("overhead entry `{}` ({}) is not a network overhead of a declared dtype", e.op, e.dtype));
+                return bad(format!(
+                    "overhead entry `{}` ({}) is not a network overhead of a declared dtype",
+                    e.op, e.dtype
+                ));
             }
             if !(e.stats.p50.is_finite() && e.stats.p50 >= 0.0) {
-                return bad(format!("network overhead ({}) is {}: it must be finite and not negative", e.dtype, e.stats.p50));
+                return bad(format!(
+                    "network overhead ({}) is {}: it must be finite and not negative",
+                    e.dtype, e.stats.p50
+                ));
             }
         }
         Ok(())
@@ -229,7 +266,9 @@ impl Lut {
     /// The entry of `op` at `dtype`.
     pub fn get(&self, op: &Op, dtype: Dtype) -> Option<&Entry> {
         let key = op.key();
-        self.entries.iter().find(|e| e.dtype == dtype && e.op == key)
+        self.entries
+            .iter()
+            .find(|e| e.dtype == dtype && e.op == key)
     }
 
     /// Ops of the space with no entry at `dtype`.
@@ -283,7 +322,11 @@ impl Lut {
     /// the per-network overhead where the table has one.
     pub fn predict(&self, arch: &Arch, dtype: Dtype) -> Result<f64> {
         arch.check_space(&self.space_hash, "the latency table")?;
-        let ops: f64 = arch.ops().iter().map(|op| self.latency(op, dtype)).sum::<Result<f64>>()?;
+        let ops: f64 = arch
+            .ops()
+            .iter()
+            .map(|op| self.latency(op, dtype))
+            .sum::<Result<f64>>()?;
         Ok(ops + self.overhead(dtype).map_or(0.0, |e| e.stats.p50))
     }
 }

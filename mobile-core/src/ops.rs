@@ -30,7 +30,11 @@ pub enum Op {
     /// The last 1x1 convolution + BN + ReLU.
     Head { cin: usize, cout: usize, hw: usize },
     /// Global average pool and the fully connected classifier.
-    Classifier { cin: usize, hw: usize, classes: usize },
+    Classifier {
+        cin: usize,
+        hw: usize,
+        classes: usize,
+    },
 }
 
 /// Multiply-accumulates and parameters of an op (convolutions and FC; BN counted as 2 parameters per
@@ -101,21 +105,32 @@ impl Op {
 
     /// Whether the op computes nothing (`skip`): it has no table entry and zero latency.
     pub fn is_identity(&self) -> bool {
-        matches!(self, Op::Block { block: Block::Skip, .. })
+        matches!(
+            self,
+            Op::Block {
+                block: Block::Skip,
+                ..
+            }
+        )
     }
 
     /// MACs and parameters.
     pub fn cost(&self) -> Cost {
         match *self {
             Op::Stem {
-                cin, cout, hw, stride,
+                cin,
+                cout,
+                hw,
+                stride,
             } => conv_bn(cin, cout, 3, 1, hw.div_ceil(stride)),
             Op::Head { cin, cout, hw } => conv_bn(cin, cout, 1, 1, hw),
             Op::Classifier { cin, classes, .. } => Cost {
                 macs: (cin * classes) as u64,
                 params: (cin * classes + classes) as u64,
             },
-            Op::Block { block: Block::Skip, .. } => Cost::default(),
+            Op::Block {
+                block: Block::Skip, ..
+            } => Cost::default(),
             Op::Block {
                 block,
                 cin,
@@ -149,7 +164,10 @@ impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Op::Stem {
-                cin, cout, hw, stride,
+                cin,
+                cout,
+                hw,
+                stride,
             } => write!(f, "stem/c{cin}-{cout}/h{hw}/s{stride}"),
             Op::Block {
                 block,
@@ -159,7 +177,9 @@ impl fmt::Display for Op {
                 stride,
             } => write!(f, "{block}/c{cin}-{cout}/h{hw}/s{stride}"),
             Op::Head { cin, cout, hw } => write!(f, "head/c{cin}-{cout}/h{hw}/s1"),
-            Op::Classifier { cin, hw, classes } => write!(f, "classifier/c{cin}-{classes}/h{hw}/s1"),
+            Op::Classifier { cin, hw, classes } => {
+                write!(f, "classifier/c{cin}-{classes}/h{hw}/s1")
+            }
         }
     }
 }
@@ -251,7 +271,10 @@ mod tests {
             let cost = builtin(name).unwrap().unwrap().cost();
             let m = cost.macs as f64 / 1e6;
             let p = cost.params as f64 / 1e6;
-            assert!((m / macs - 1.0).abs() <= tol, "{name}: {m:.1}M MACs vs {macs}M");
+            assert!(
+                (m / macs - 1.0).abs() <= tol,
+                "{name}: {m:.1}M MACs vs {macs}M"
+            );
             // published params are given to 0.1M: allow that rounding on top of the tolerance
             assert!(
                 (p - params).abs() <= params * tol + 0.05,

@@ -14,6 +14,7 @@
 //!   input, reordering layouts at both edges) and gets what a network does not (its weights and buffers
 //!   hot in cache from the previous run); `fbnet lut validate` shows how far that is off on a machine.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -132,15 +133,32 @@ pub fn measure(
     if first.spread() <= timing.max_spread {
         return Ok((first, false));
     }
-    let second = time_session(&mut s, &input, &graph.input_shape, &timing.doubled(), cancel)?;
-    let best = if second.spread() < first.spread() { second } else { first };
+    let second = time_session(
+        &mut s,
+        &input,
+        &graph.input_shape,
+        &timing.doubled(),
+        cancel,
+    )?;
+    let best = if second.spread() < first.spread() {
+        second
+    } else {
+        first
+    };
     Ok((best, best.spread() > timing.max_spread))
 }
 
 /// Measures one op at one dtype as a graph of its own (the `isolated` method).
-pub fn measure_op(op: &Op, dtype: Dtype, cfg: &ProfileConfig, cancel: &AtomicBool) -> Result<Entry> {
+pub fn measure_op(
+    op: &Op,
+    dtype: Dtype,
+    cfg: &ProfileConfig,
+    cancel: &AtomicBool,
+) -> Result<Entry> {
     let mut weights = RandomWeights { seed: cfg.seed };
-    let graph = build_at(dtype, cfg.session, cfg.seed, &mut |d, r| op_graph(op, d, &mut weights, r))?;
+    let graph = build_at(dtype, cfg.session, cfg.seed, &mut |d, r| {
+        op_graph(op, d, &mut weights, r)
+    })?;
     let (stats, noisy) = measure(&graph, cfg.session, &cfg.timing, cfg.seed, cancel)?;
     Ok(Entry {
         op: op.key(),
@@ -196,7 +214,9 @@ fn time_in_network(
 
     std::fs::create_dir_all(&cfg.trace_dir).map_err(|e| Error::io(&cfg.trace_dir, e))?;
     let n = TRACE_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let prefix = cfg.trace_dir.join(format!("fbnet-trace-{}-{n}", std::process::id()));
+    let prefix = cfg
+        .trace_dir
+        .join(format!("fbnet-trace-{}-{n}", std::process::id()));
     let mut profiled = cfg.session.profiled_session(&model, &prefix)?;
     let runs = wall.count.clamp(timing.min_runs, timing.max_runs);
     for _ in 0..timing.warmup_runs + runs {
@@ -219,65 +239,141 @@ fn time_in_network(
         .ok_or_else(|| Error::Runtime("the profiler recorded no runs".into()))?
         .p50;
     let count = timed[0].kernel_count().max(1) as f64;
-    let gap = (wall.p50 - kernels_p50) / count;
+    // When the profiled kernels alone take longer than the plain run, the profiler slowed them down:
+    // scale them to the plain wall time instead of sharing a negative gap.
+    let (gap, scale) = if wall.p50 >= kernels_p50 {
+        ((wall.p50 - kernels_p50) / count, 1.0)
+    } else {
+        (0.0, wall.p50 / kernels_p50)
+    };
     let ops = (0..n_ops)
-        .map(|i| timed.iter().map(|r| r.ops[i] + gap * r.kernels[i] as f64).collect())
+        .map(|i| {
+            timed
+                .iter()
+                .map(|r| r.ops[i] * scale + gap * r.kernels[i] as f64)
+                .collect()
+        })
         .collect();
-    let rest = timed.iter().map(|r| r.edge + gap * r.edge_kernels as f64).collect();
+    let rest = timed
+        .iter()
+        .map(|r| r.edge * scale + gap * r.edge_kernels as f64)
+        .collect();
     Ok(NetworkSamples { ops, rest })
 }
 
-fn entry(op: String, dtype: Dtype, samples: &[f64], max_spread: f64) -> Result<Entry> {
+fn entry(op: String, dtype: Dtype, samples: &[f64], noisy: bool) -> Result<Entry> {
     let stats = Stats::from_samples(samples)
         .filter(|s| s.p50 > 0.0)
-        .ok_or_else(|| Error::Runtime(format!("no time could be attributed to `{op}` ({dtype})")))?;
+        .ok_or_else(|| {
+            Error::Runtime(format!("no time could be attributed to `{op}` ({dtype})"))
+        })?;
     Ok(Entry {
         op,
         dtype,
-        noisy: stats.spread() > max_spread,
         stats,
+        noisy,
     })
 }
 
-/// Measures the ops of `arch` that `lut` lacks at `dtype`, in context; returns how many were added.
-fn profile_network(arch: &Arch, dtype: Dtype, cfg: &ProfileConfig, lut: &mut Lut, cancel: &AtomicBool) -> Result<usize> {
+/// Times `arch` in context at `dtype`. If any op in `wanted` has a spread above the limit, the network
+/// is timed again for longer and the steadier samples of each such op are kept; ops still too spread
+/// are returned as noisy.
+fn profile_network(
+    arch: &Arch,
+    dtype: Dtype,
+    cfg: &ProfileConfig,
+    wanted: &BTreeSet<String>,
+    cancel: &AtomicBool,
+) -> Result<(NetworkSamples, BTreeSet<String>)> {
     let ops = arch.ops();
     let mut weights = RandomWeights { seed: cfg.seed };
     let graph = build_at(dtype, cfg.session, cfg.seed, &mut |d, r| {
         arch_graph(arch, d, &mut weights, r, 1, &[])
     })?;
-    let wanted = |lut: &Lut, op: &Op| !op.is_identity() && lut.get(op, dtype).is_none();
+    let spread = |v: &[f64]| Stats::from_samples(v).map_or(f64::INFINITY, |s| s.spread());
+    let too_spread = |samples: &NetworkSamples| -> Vec<usize> {
+        (0..ops.len())
+            .filter(|&i| wanted.contains(&ops[i].key()))
+            .filter(|&i| spread(&samples.ops[i]) > cfg.timing.max_spread)
+            .collect()
+    };
     let mut samples = time_in_network(&graph, ops.len(), cfg, &cfg.timing, cancel)?;
-    let mut fresh: Vec<Entry> = Vec::new();
-    for (i, op) in ops.iter().enumerate() {
-        if wanted(lut, op) && !fresh.iter().any(|e| e.op == op.key()) {
-            fresh.push(entry(op.key(), dtype, &samples.ops[i], cfg.timing.max_spread)?);
-        }
-    }
-    if fresh.iter().any(|e| e.noisy) {
-        // Measure the network again for longer and keep the steadier figure of each noisy op.
-        samples = time_in_network(&graph, ops.len(), cfg, &cfg.timing.doubled(), cancel)?;
-        for e in fresh.iter_mut().filter(|e| e.noisy) {
-            let i = ops.iter().position(|o| o.key() == e.op).unwrap_or(0);
-            let again = entry(e.op.clone(), dtype, &samples.ops[i], cfg.timing.max_spread)?;
-            if again.stats.spread() < e.stats.spread() {
-                *e = again;
+    let mut noisy = too_spread(&samples);
+    if !noisy.is_empty() {
+        let again = time_in_network(&graph, ops.len(), cfg, &cfg.timing.doubled(), cancel)?;
+        for &i in &noisy {
+            if spread(&again.ops[i]) < spread(&samples.ops[i]) {
+                samples.ops[i] = again.ops[i].clone();
             }
         }
+        noisy = too_spread(&samples);
     }
-    if lut.overhead(dtype).is_none() {
-        let stats = Stats::from_samples(&samples.rest)
-            .ok_or_else(|| Error::Runtime("no overhead samples".into()))?;
-        lut.overhead.push(Entry {
-            op: NETWORK_OVERHEAD.into(),
-            dtype,
-            stats,
-            noisy: false,
-        });
+    let noisy = noisy.into_iter().map(|i| ops[i].key()).collect();
+    Ok((samples, noisy))
+}
+
+/// The in-network method: runs the covering networks that hold ops the table lacks and pools each op's
+/// samples over every network it occurs in (up to one per layer of its stage), so an entry averages
+/// over several contexts. An op's entry is written once the last network holding it has run; a resumed
+/// profile re-runs the networks of the ops still missing.
+fn profile_in_network(
+    cfg: &ProfileConfig,
+    lut: &mut Lut,
+    cancel: &AtomicBool,
+    after_step: &mut dyn FnMut(&Lut, String) -> Result<()>,
+) -> Result<()> {
+    let archs = covering_archs(&cfg.space)?;
+    for &dtype in &cfg.dtypes {
+        let missing: BTreeSet<String> = lut.missing(dtype).iter().map(Op::key).collect();
+        let mut last: BTreeMap<String, usize> = BTreeMap::new();
+        for (j, arch) in archs.iter().enumerate() {
+            for op in arch.ops().iter().filter(|o| missing.contains(&o.key())) {
+                last.insert(op.key(), j);
+            }
+        }
+        let need_overhead = lut.overhead(dtype).is_none();
+        let last_net = last.values().copied().max().unwrap_or(0);
+        let mut pooled: BTreeMap<String, (Vec<f64>, bool)> = BTreeMap::new();
+        let mut rest = Vec::new();
+        for (j, arch) in archs.iter().enumerate() {
+            let ops = arch.ops();
+            let overhead_here = need_overhead && j == last_net;
+            if !overhead_here && !ops.iter().any(|o| missing.contains(&o.key())) {
+                continue;
+            }
+            let (samples, noisy) = profile_network(arch, dtype, cfg, &missing, cancel)?;
+            rest.extend_from_slice(&samples.rest);
+            for (i, op) in ops
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| missing.contains(&o.key()))
+            {
+                let slot = pooled.entry(op.key()).or_default();
+                slot.0.extend_from_slice(&samples.ops[i]);
+                slot.1 |= noisy.contains(&op.key());
+            }
+            let mut added = 0;
+            for (key, _) in last.iter().filter(|(_, l)| **l == j) {
+                if let Some((v, noisy)) = pooled.remove(key) {
+                    lut.entries.push(entry(key.clone(), dtype, &v, noisy)?);
+                    added += 1;
+                }
+            }
+            if overhead_here {
+                // Zero is a valid overhead (an fp32 graph whose first kernel is the stem's).
+                let stats = Stats::from_samples(&rest)
+                    .ok_or_else(|| Error::Runtime("no overhead samples".into()))?;
+                lut.overhead.push(Entry {
+                    op: NETWORK_OVERHEAD.into(),
+                    dtype,
+                    stats,
+                    noisy: false,
+                });
+            }
+            after_step(lut, format!("{} {dtype}: {added} ops done", arch.name))?;
+        }
     }
-    let added = fresh.len();
-    lut.entries.extend(fresh);
-    Ok(added)
+    Ok(())
 }
 
 /// Profiles the space of `cfg`, continuing `resume` if given (a partial table of the same space, method
@@ -331,7 +427,11 @@ pub fn profile(
             total,
             step,
             elapsed_s,
-            eta_s: if measured > 0 { elapsed_s / measured as f64 * left as f64 } else { 0.0 },
+            eta_s: if measured > 0 {
+                elapsed_s / measured as f64 * left as f64
+            } else {
+                0.0
+            },
         });
     };
     let before = lut.entries.len();
@@ -350,21 +450,11 @@ pub fn profile(
                 }
             }
         }
-        Method::InNetwork => {
-            let archs = covering_archs(&cfg.space)?;
-            for &dtype in &cfg.dtypes {
-                for arch in &archs {
-                    let needed = arch.ops().iter().any(|op| !op.is_identity() && lut.get(op, dtype).is_none())
-                        || lut.overhead(dtype).is_none();
-                    if !needed {
-                        continue;
-                    }
-                    let added = profile_network(arch, dtype, cfg, &mut lut, cancel)?;
-                    save(&lut)?;
-                    report(&lut, format!("{} {dtype}: {added} ops", arch.name), before);
-                }
-            }
-        }
+        Method::InNetwork => profile_in_network(cfg, &mut lut, cancel, &mut |lut, step| {
+            save(lut)?;
+            report(lut, step, before);
+            Ok(())
+        })?,
     }
     Ok(lut)
 }

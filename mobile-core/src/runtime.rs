@@ -60,13 +60,11 @@ pub fn default_library_path() -> Result<PathBuf> {
         .join("onnxruntime")
         .join("capi");
     let found = std::fs::read_dir(&capi).ok().and_then(|entries| {
-        entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("libonnxruntime.") && !n.contains("providers"))
-            })
+        entries.filter_map(|e| e.ok().map(|e| e.path())).find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.") && !n.contains("providers"))
+        })
     });
     found.ok_or_else(|| {
         Error::RuntimeUnavailable(format!(
@@ -91,7 +89,10 @@ pub fn init(library: Option<&Path>) -> Result<RuntimeInfo> {
         None => default_library_path()?,
     };
     if !path.exists() {
-        return Err(Error::RuntimeUnavailable(format!("{} does not exist", path.display())));
+        return Err(Error::RuntimeUnavailable(format!(
+            "{} does not exist",
+            path.display()
+        )));
     }
     let builder = ort::init_from(&path).map_err(|e| Error::RuntimeUnavailable(e.to_string()))?;
     let env = builder
@@ -138,7 +139,10 @@ fn library_version(path: &Path) -> Option<String> {
         if version.is_null() {
             return None;
         }
-        std::ffi::CStr::from_ptr(version).to_str().ok().map(str::to_string)
+        std::ffi::CStr::from_ptr(version)
+            .to_str()
+            .ok()
+            .map(str::to_string)
     }
 }
 
@@ -185,7 +189,11 @@ impl SessionConfig {
 }
 
 /// Runs `session` on one float input and returns every output as (shape, values).
-pub fn run(session: &mut Session, input: &[f32], shape: &[usize]) -> Result<Vec<(Vec<usize>, Vec<f32>)>> {
+pub fn run(
+    session: &mut Session,
+    input: &[f32],
+    shape: &[usize],
+) -> Result<Vec<(Vec<usize>, Vec<f32>)>> {
     let tensor = TensorRef::from_array_view((shape.to_vec(), input))?;
     let outputs = session.run(ort::inputs![tensor])?;
     let mut out = Vec::with_capacity(outputs.len());
@@ -198,7 +206,11 @@ pub fn run(session: &mut Session, input: &[f32], shape: &[usize]) -> Result<Vec<
 
 /// Runs the fp32 graph with every activation exposed on each of `inputs` and returns the observed
 /// (min, max) of each activation: the ranges an int8 graph is built with.
-pub fn calibrate(graph: &NetworkGraph, inputs: &[Vec<f32>], config: SessionConfig) -> Result<Ranges> {
+pub fn calibrate(
+    graph: &NetworkGraph,
+    inputs: &[Vec<f32>],
+    config: SessionConfig,
+) -> Result<Ranges> {
     let model = graph.calibration_model().to_bytes();
     let mut session = config.session(&model)?;
     let mut ranges = Ranges::new();
@@ -207,7 +219,9 @@ pub fn calibrate(graph: &NetworkGraph, inputs: &[Vec<f32>], config: SessionConfi
         for (name, (_, values)) in graph.activations.iter().zip(outputs) {
             let (lo, hi) = values
                 .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                    (lo.min(v), hi.max(v))
+                });
             let e = ranges.entry(name.clone()).or_insert((lo, hi));
             *e = (e.0.min(lo), e.1.max(hi));
         }

@@ -114,7 +114,10 @@ impl FromStr for Block {
             .find(|b| b.name() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = Block::ALL.iter().map(|b| b.name()).collect();
-                Error::invalid(format!("unknown block `{s}` (expected one of {})", names.join(" ")))
+                Error::invalid(format!(
+                    "unknown block `{s}` (expected one of {})",
+                    names.join(" ")
+                ))
             })
     }
 }
@@ -282,7 +285,9 @@ impl Space {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let space: Space = serde_json::from_str(&text)
             .map_err(|e| Error::bad_file(path, format!("not a space description: {e}")))?;
-        space.validate().map_err(|e| Error::bad_file(path, e.to_string()))?;
+        space
+            .validate()
+            .map_err(|e| Error::bad_file(path, e.to_string()))?;
         Ok(space)
     }
 
@@ -296,7 +301,10 @@ impl Space {
             return bad("no stages".into());
         }
         if !(self.width.is_finite() && self.width > 0.0) {
-            return bad(format!("width multiplier {} is not a positive number", self.width));
+            return bad(format!(
+                "width multiplier {} is not a positive number",
+                self.width
+            ));
         }
         for (i, st) in self.stages.iter().enumerate() {
             if st.layers == 0 || st.channels == 0 || !(1..=2).contains(&st.stride) {
@@ -305,7 +313,10 @@ impl Space {
                 ));
             }
         }
-        if !(1..=2).contains(&self.stem_stride) || self.stem_channels == 0 || self.head_channels == 0 {
+        if !(1..=2).contains(&self.stem_stride)
+            || self.stem_channels == 0
+            || self.head_channels == 0
+        {
             return bad("stem stride must be 1 or 2, stem and head channels positive".into());
         }
         if self.candidates.iter().all(|b| *b == Block::Skip) {

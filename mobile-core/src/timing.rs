@@ -143,7 +143,8 @@ mod tests {
 
     #[test]
     fn percentiles_interpolate() {
-        let s = Stats::from_samples(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0]).unwrap();
+        let s = Stats::from_samples(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0])
+            .unwrap();
         assert_eq!(s.p50, 6.0);
         assert!((s.p10 - 2.0).abs() < 1e-12);
         assert!((s.p90 - 10.0).abs() < 1e-12);

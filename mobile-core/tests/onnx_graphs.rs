@@ -37,7 +37,9 @@ fn every_op_of_a_space_runs_with_the_right_output_shape() {
         let g = op_graph(&op, Dtype::Fp32, &mut RandomWeights { seed: 1 }, None).unwrap();
         let mut s = cfg.session(&g.model.to_bytes()).unwrap();
         let n: usize = g.input_shape.iter().product();
-        let out = run(&mut s, &vec![0.5; n], &g.input_shape).unwrap().remove(0);
+        let out = run(&mut s, &vec![0.5; n], &g.input_shape)
+            .unwrap()
+            .remove(0);
         let expect = match op {
             Op::Classifier { classes, .. } => vec![1, classes],
             _ => vec![1, op.cout(), op.hw_out(), op.hw_out()],
@@ -52,19 +54,56 @@ fn int8_blocks_track_fp32_within_a_few_quantisation_steps() {
     // A grouped block with its channel shuffle, an expanding residual block, a strided block, the stem
     // and the classifier.
     let ops = [
-        Op::Block { block: Block::K5E1G2, cin: 32, cout: 32, hw: 8, stride: 1 },
-        Op::Block { block: Block::K3E6, cin: 16, cout: 16, hw: 8, stride: 1 },
-        Op::Block { block: Block::K5E3, cin: 16, cout: 24, hw: 8, stride: 2 },
-        Op::Stem { cin: 3, cout: 16, hw: 16, stride: 2 },
-        Op::Classifier { cin: 64, hw: 4, classes: 10 },
+        Op::Block {
+            block: Block::K5E1G2,
+            cin: 32,
+            cout: 32,
+            hw: 8,
+            stride: 1,
+        },
+        Op::Block {
+            block: Block::K3E6,
+            cin: 16,
+            cout: 16,
+            hw: 8,
+            stride: 1,
+        },
+        Op::Block {
+            block: Block::K5E3,
+            cin: 16,
+            cout: 24,
+            hw: 8,
+            stride: 2,
+        },
+        Op::Stem {
+            cin: 3,
+            cout: 16,
+            hw: 16,
+            stride: 2,
+        },
+        Op::Classifier {
+            cin: 64,
+            hw: 4,
+            classes: 10,
+        },
     ];
     for (i, op) in ops.iter().enumerate() {
         let (a, b, step) = fp32_and_int8(op, 7 + i as u64);
-        let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let max_diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
         let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
-        assert!(max_diff <= 6.0 * step, "{op}: max |fp32 - int8| = {max_diff}, step {step}, scale {scale}");
+        assert!(
+            max_diff <= 6.0 * step,
+            "{op}: max |fp32 - int8| = {max_diff}, step {step}, scale {scale}"
+        );
         // and it is not trivially equal: a quantised graph differs somewhere
-        assert!(max_diff > 0.0, "{op}: int8 output identical to fp32, quantisation did not happen");
+        assert!(
+            max_diff > 0.0,
+            "{op}: int8 output identical to fp32, quantisation did not happen"
+        );
     }
 }
 
@@ -73,9 +112,17 @@ fn shuffle_is_applied_in_the_graph() {
     // In a g2 block without a shuffle, the second half of the outputs depends only on the second half
     // of the inputs (both grouped 1x1s keep the halves apart). With the shuffle after the first 1x1, a
     // change confined to the first half of the inputs must reach the second half of the outputs.
-    let op = Op::Block { block: Block::K3E1G2, cin: 16, cout: 16, hw: 4, stride: 1 };
+    let op = Op::Block {
+        block: Block::K3E1G2,
+        cin: 16,
+        cout: 16,
+        hw: 4,
+        stride: 1,
+    };
     let g = op_graph(&op, Dtype::Fp32, &mut RandomWeights { seed: 3 }, None).unwrap();
-    let mut s = SessionConfig::default().session(&g.model.to_bytes()).unwrap();
+    let mut s = SessionConfig::default()
+        .session(&g.model.to_bytes())
+        .unwrap();
     let n: usize = g.input_shape.iter().product();
     let x = SplitMix::new(5).normals(n);
     let mut y = x.clone();
@@ -85,8 +132,14 @@ fn shuffle_is_applied_in_the_graph() {
     let a = run(&mut s, &x, &g.input_shape).unwrap().remove(0).1;
     let b = run(&mut s, &y, &g.input_shape).unwrap().remove(0).1;
     let half = n / 2;
-    let changed = a[half..].iter().zip(&b[half..]).any(|(p, q)| (p - q).abs() > 1e-4);
-    assert!(changed, "second group's outputs ignore the first group's inputs: no channel shuffle");
+    let changed = a[half..]
+        .iter()
+        .zip(&b[half..])
+        .any(|(p, q)| (p - q).abs() > 1e-4);
+    assert!(
+        changed,
+        "second group's outputs ignore the first group's inputs: no channel shuffle"
+    );
 }
 
 #[test]
@@ -94,10 +147,20 @@ fn every_builtin_architecture_runs_on_a_zero_input() {
     let cfg = SessionConfig::default();
     for b in BUILTINS {
         let arch = builtin(b.name).unwrap().unwrap();
-        let g = arch_graph(&arch, Dtype::Fp32, &mut RandomWeights { seed: 0 }, None, 1, &[]).unwrap();
+        let g = arch_graph(
+            &arch,
+            Dtype::Fp32,
+            &mut RandomWeights { seed: 0 },
+            None,
+            1,
+            &[],
+        )
+        .unwrap();
         let mut s = cfg.session(&g.model.to_bytes()).unwrap();
         let n: usize = g.input_shape.iter().product();
-        let out = run(&mut s, &vec![0.0; n], &g.input_shape).unwrap().remove(0);
+        let out = run(&mut s, &vec![0.0; n], &g.input_shape)
+            .unwrap()
+            .remove(0);
         assert_eq!(out.0, vec![1, arch.space.num_classes], "{}", b.name);
         assert!(out.1.iter().all(|v| v.is_finite()), "{}", b.name);
     }
@@ -113,12 +176,28 @@ fn whole_int8_network_tracks_fp32_top1() {
     )
     .unwrap();
     let cfg = SessionConfig::default();
-    let fp = arch_graph(&arch, Dtype::Fp32, &mut RandomWeights { seed: 11 }, None, 1, &[]).unwrap();
+    let fp = arch_graph(
+        &arch,
+        Dtype::Fp32,
+        &mut RandomWeights { seed: 11 },
+        None,
+        1,
+        &[],
+    )
+    .unwrap();
     let n: usize = fp.input_shape.iter().product();
     let mut rng = SplitMix::new(99);
     let calib: Vec<Vec<f32>> = (0..8).map(|_| rng.normals(n)).collect();
     let ranges = calibrate(&fp, &calib, cfg).unwrap();
-    let q = arch_graph(&arch, Dtype::Int8, &mut RandomWeights { seed: 11 }, Some(&ranges), 1, &[]).unwrap();
+    let q = arch_graph(
+        &arch,
+        Dtype::Int8,
+        &mut RandomWeights { seed: 11 },
+        Some(&ranges),
+        1,
+        &[],
+    )
+    .unwrap();
     let mut s_fp = cfg.session(&fp.model.to_bytes()).unwrap();
     let mut s_q = cfg.session(&q.model.to_bytes()).unwrap();
     let mut rel = Vec::new();
@@ -126,9 +205,16 @@ fn whole_int8_network_tracks_fp32_top1() {
         let a = run(&mut s_fp, x, &fp.input_shape).unwrap().remove(0).1;
         let b = run(&mut s_q, x, &q.input_shape).unwrap().remove(0).1;
         let range = a.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let diff = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
         rel.push(diff / range);
     }
     let worst = rel.iter().cloned().fold(0f32, f32::max);
-    assert!(worst < 0.25, "int8 logits drift {worst:.3} of the logit scale from fp32");
+    assert!(
+        worst < 0.25,
+        "int8 logits drift {worst:.3} of the logit scale from fp32"
+    );
 }

@@ -97,7 +97,11 @@ pub fn run(cmd: ArchCommand) -> anyhow::Result<()> {
             })?;
             std::fs::write(&out, graph.model.to_bytes())
                 .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
-            println!("wrote {} ({dtype}, input {:?})", out.display(), graph.input_shape);
+            println!(
+                "wrote {} ({dtype}, input {:?})",
+                out.display(),
+                graph.input_shape
+            );
             Ok(())
         }
     }
@@ -129,9 +133,17 @@ fn show(arch: &Arch, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!("{} in space {} (hash {})", arch.name, arch.space.name, arch.space.hash());
+    println!(
+        "{} in space {} (hash {})",
+        arch.name,
+        arch.space.name,
+        arch.space.hash()
+    );
     println!("{}", arch.text());
-    println!("{:>5} {:<10} {:>14} {:>6} {:>10} {:>9}", "#", "op", "input", "stride", "MACs", "params");
+    println!(
+        "{:>5} {:<10} {:>14} {:>6} {:>10} {:>9}",
+        "#", "op", "input", "stride", "MACs", "params"
+    );
     for (i, r) in rows.iter().enumerate() {
         println!(
             "{:>5} {:<10} {:>14} {:>6} {:>9.2}M {:>8.3}M",
@@ -153,7 +165,9 @@ fn show(arch: &Arch, json: bool) -> anyhow::Result<()> {
             println!("published definition (mobile-vision): {m}M MACs, {p}M params");
         }
         if let Some((m, p, top1, ms)) = b.paper {
-            println!("paper Table 3: {m}M FLOPs, {p}M params, top-1 {top1}%, {ms} ms on Samsung S8");
+            println!(
+                "paper Table 3: {m}M FLOPs, {p}M params, top-1 {top1}%, {ms} ms on Samsung S8"
+            );
         }
     }
     Ok(())

@@ -65,7 +65,11 @@ pub fn run(cmd: LutCommand) -> anyhow::Result<()> {
             runtime::init(ort.as_deref())?;
             let table = Lut::load(&lut)?;
             let archs = validation_archs(&table.space, archs, seed)?;
-            let timing = if quick { TimingConfig::quick() } else { table.timing };
+            let timing = if quick {
+                TimingConfig::quick()
+            } else {
+                table.timing
+            };
             let pb = bar(archs.len() * table.dtypes.len(), 0);
             let cancel = AtomicBool::new(false);
             let report = validate(&table, &archs, &timing, seed, &cancel, &mut |c, done, _| {
@@ -75,7 +79,8 @@ pub fn run(cmd: LutCommand) -> anyhow::Result<()> {
             pb.finish_and_clear();
             let text = serde_json::to_string_pretty(&report)?;
             if let Some(path) = &out {
-                std::fs::write(path, &text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                std::fs::write(path, &text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             }
             if json {
                 println!("{text}");
@@ -88,8 +93,14 @@ pub fn run(cmd: LutCommand) -> anyhow::Result<()> {
 }
 
 fn print_report(r: &ValidateReport) {
-    println!("space {} on {} ({} thread(s))", r.space, r.device.cpu, r.runtime.session.threads);
-    println!("{:<12} {:>5} {:>12} {:>12} {:>8}", "network", "dtype", "predicted", "measured", "error");
+    println!(
+        "space {} on {} ({} thread(s))",
+        r.space, r.device.cpu, r.runtime.session.threads
+    );
+    println!(
+        "{:<12} {:>5} {:>12} {:>12} {:>8}",
+        "network", "dtype", "predicted", "measured", "error"
+    );
     for c in &r.checks {
         println!(
             "{:<12} {:>5} {:>10.0}us {:>10.0}us {:>+7.1}%{}",
@@ -117,7 +128,9 @@ fn print_report(r: &ValidateReport) {
 fn by_op(lut: &Lut) -> BTreeMap<String, BTreeMap<Dtype, f64>> {
     let mut m: BTreeMap<String, BTreeMap<Dtype, f64>> = BTreeMap::new();
     for e in &lut.entries {
-        m.entry(e.op.clone()).or_default().insert(e.dtype, e.stats.p50);
+        m.entry(e.op.clone())
+            .or_default()
+            .insert(e.dtype, e.stats.p50);
     }
     m
 }
@@ -148,21 +161,40 @@ fn show(lut: &Lut) -> anyhow::Result<()> {
         .filter(|e| e.noisy)
         .map(|e| (e.op.clone(), e.dtype))
         .collect();
-    println!("{:<28} {:>10} {:>10} {:>8}", "op", "fp32 us", "int8 us", "speedup");
+    println!(
+        "{:<28} {:>10} {:>10} {:>8}",
+        "op", "fp32 us", "int8 us", "speedup"
+    );
     for (op, m) in by_op(lut) {
         let cell = |d: Dtype| {
             m.get(&d).map_or("-".to_string(), |v| {
-                format!("{v:.1}{}", if noisy.contains(&(op.clone(), d)) { "~" } else { "" })
+                format!(
+                    "{v:.1}{}",
+                    if noisy.contains(&(op.clone(), d)) {
+                        "~"
+                    } else {
+                        ""
+                    }
+                )
             })
         };
         let speedup = match (m.get(&Dtype::Fp32), m.get(&Dtype::Int8)) {
             (Some(f), Some(i)) => format!("{:.2}x", f / i),
             _ => "-".into(),
         };
-        println!("{:<28} {:>10} {:>10} {:>8}", op, cell(Dtype::Fp32), cell(Dtype::Int8), speedup);
+        println!(
+            "{:<28} {:>10} {:>10} {:>8}",
+            op,
+            cell(Dtype::Fp32),
+            cell(Dtype::Int8),
+            speedup
+        );
     }
     if !noisy.is_empty() {
-        println!("~ noisy: spread stayed above {:.0}% after a second measurement", lut.timing.max_spread * 100.0);
+        println!(
+            "~ noisy: spread stayed above {:.0}% after a second measurement",
+            lut.timing.max_spread * 100.0
+        );
     }
     Ok(())
 }
@@ -177,7 +209,10 @@ fn diff(a: &Lut, b: &Lut) -> anyhow::Result<()> {
         b.space_hash
     );
     let (ma, mb) = (by_op(a), by_op(b));
-    println!("A = {} ({}), B = {} ({})", a.device.model, a.device.cpu, b.device.model, b.device.cpu);
+    println!(
+        "A = {} ({}), B = {} ({})",
+        a.device.model, a.device.cpu, b.device.model, b.device.cpu
+    );
     for d in Dtype::ALL {
         let mut rows: Vec<(String, f64, f64)> = ma
             .iter()
@@ -194,7 +229,23 @@ fn diff(a: &Lut, b: &Lut) -> anyhow::Result<()> {
         }
         let sum_a: f64 = rows.iter().map(|r| r.1).sum();
         let sum_b: f64 = rows.iter().map(|r| r.2).sum();
-        println!("{d}: B/A over all common ops {:.2}x", sum_b / sum_a);
+        let overall = sum_b / sum_a;
+        // How many ops agree within 5%, as measured and after dividing out the overall factor (a
+        // device that is uniformly faster, or a machine whose speed drifted between two runs).
+        let agreement = |factor: f64| {
+            let mut dev: Vec<f64> = rows
+                .iter()
+                .map(|r| (r.2 / r.1 / factor - 1.0).abs())
+                .collect();
+            dev.sort_by(f64::total_cmp);
+            let within = dev.iter().filter(|v| **v <= 0.05).count() as f64 / dev.len() as f64;
+            (within * 100.0, dev[dev.len() / 2] * 100.0)
+        };
+        let (raw, raw_median) = agreement(1.0);
+        let (rel, rel_median) = agreement(overall);
+        println!(
+            "{d}: B/A over all common ops {overall:.2}x; ops within ±5%: {raw:.0}% (median |B/A - 1| {raw_median:.1}%), relative to the overall factor: {rel:.0}% (median {rel_median:.1}%)"
+        );
     }
     Ok(())
 }

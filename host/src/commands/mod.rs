@@ -26,7 +26,8 @@ pub struct SpaceArgs {
 
 impl SpaceArgs {
     pub fn load(&self) -> anyhow::Result<Space> {
-        let space = Space::load(&self.space)?.with_variant(self.resolution, self.width, self.classes);
+        let space =
+            Space::load(&self.space)?.with_variant(self.resolution, self.width, self.classes);
         space.validate()?;
         Ok(space)
     }

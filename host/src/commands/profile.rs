@@ -61,7 +61,12 @@ pub fn run(a: ProfileArgs) -> anyhow::Result<()> {
     let space = a.space.load()?;
     let device = DeviceInfo::this_host();
     let out = a.out.clone().unwrap_or_else(|| {
-        PathBuf::from("tables").join(format!("{}-{}-t{}.json", space.name, slug(&device.cpu), a.threads))
+        PathBuf::from("tables").join(format!(
+            "{}-{}-t{}.json",
+            space.name,
+            slug(&device.cpu),
+            a.threads
+        ))
     });
     let cfg = ProfileConfig {
         space,

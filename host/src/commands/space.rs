@@ -34,7 +34,10 @@ pub fn run(cmd: SpaceCommand) -> anyhow::Result<()> {
                 s.unique_ops().len()
             );
             println!("stem    3x3 conv {} stride {}", s.stem_out(), s.stem_stride);
-            println!("{:>5} {:>5} {:>14} {:>6} {:>6}  candidates", "layer", "stage", "input", "cout", "stride");
+            println!(
+                "{:>5} {:>5} {:>14} {:>6} {:>6}  candidates",
+                "layer", "stage", "input", "cout", "stride"
+            );
             for l in s.layers() {
                 let names: Vec<&str> = s.candidates_at(&l).iter().map(|b| b.name()).collect();
                 println!(

@@ -10,12 +10,12 @@
 
 use std::collections::HashMap;
 
+use super::Dtype;
 use super::proto::{
     AttributeProto, Dimension, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
     StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, TypeProtoTensor,
     ValueInfoProto, attribute_type, data_type,
 };
-use super::Dtype;
 use crate::error::{Error, Result};
 
 /// Observed (min, max) of every activation tensor, by name: the result of a calibration run.
@@ -115,7 +115,10 @@ fn quantize_per_channel(w: &[f32], channels: usize) -> (Vec<i8>, Vec<f32>) {
         let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
         let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
         scales.push(scale);
-        q.extend(row.iter().map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8));
+        q.extend(
+            row.iter()
+                .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8),
+        );
     }
     (q, scales)
 }
@@ -146,7 +149,13 @@ impl<'r> GraphBuilder<'r> {
         })
     }
 
-    fn node(&mut self, op_type: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) {
+    fn node(
+        &mut self,
+        op_type: &str,
+        inputs: &[&str],
+        output: &str,
+        attribute: Vec<AttributeProto>,
+    ) {
         self.nodes.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: vec![output.to_string()],
@@ -165,7 +174,8 @@ impl<'r> GraphBuilder<'r> {
 
     /// Declares a float graph input of `shape` and returns the name its consumers read.
     pub fn input(&mut self, name: &str, shape: &[usize]) -> Result<String> {
-        self.inputs.push(value_info(name, data_type::FLOAT, Some(shape)));
+        self.inputs
+            .push(value_info(name, data_type::FLOAT, Some(shape)));
         self.activation(name)
     }
 
@@ -176,30 +186,53 @@ impl<'r> GraphBuilder<'r> {
         if self.dtype == Dtype::Fp32 {
             return Ok(name.to_string());
         }
-        let &(lo, hi) = self
-            .ranges
-            .and_then(|r| r.get(name))
-            .ok_or_else(|| Error::invalid(format!("no calibration range for activation `{name}`")))?;
+        let &(lo, hi) = self.ranges.and_then(|r| r.get(name)).ok_or_else(|| {
+            Error::invalid(format!("no calibration range for activation `{name}`"))
+        })?;
         Ok(self.quantize(name, QParams::from_range(lo, hi)))
     }
 
     /// Inserts the Q/DQ pair for `name` with given parameters and returns the dequantised name.
     fn quantize(&mut self, name: &str, q: QParams) -> String {
-        let scale = self.init(tensor(&format!("{name}/scale"), &[], data_type::FLOAT, f32_bytes(&[q.scale])));
-        let zp = self.init(tensor(&format!("{name}/zp"), &[], data_type::UINT8, vec![q.zero_point]));
+        let scale = self.init(tensor(
+            &format!("{name}/scale"),
+            &[],
+            data_type::FLOAT,
+            f32_bytes(&[q.scale]),
+        ));
+        let zp = self.init(tensor(
+            &format!("{name}/zp"),
+            &[],
+            data_type::UINT8,
+            vec![q.zero_point],
+        ));
         let quantized = format!("{name}/q");
         let dequantized = format!("{name}/dq");
         self.node("QuantizeLinear", &[name, &scale, &zp], &quantized, vec![]);
-        self.node("DequantizeLinear", &[&quantized, &scale, &zp], &dequantized, vec![]);
+        self.node(
+            "DequantizeLinear",
+            &[&quantized, &scale, &zp],
+            &dequantized,
+            vec![],
+        );
         self.qparams.insert(dequantized.clone(), q);
         dequantized
     }
 
     /// A weight initializer: plain float, or int8 per channel (axis 0) behind a DequantizeLinear.
     /// Returns the consumer name and, for int8, the per-channel scales.
-    fn weight(&mut self, name: &str, dims: &[usize], w: &[f32], per_channel: bool) -> (String, Vec<f32>) {
+    fn weight(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        w: &[f32],
+        per_channel: bool,
+    ) -> (String, Vec<f32>) {
         if self.dtype == Dtype::Fp32 {
-            return (self.init(tensor(name, dims, data_type::FLOAT, f32_bytes(w))), vec![]);
+            return (
+                self.init(tensor(name, dims, data_type::FLOAT, f32_bytes(w))),
+                vec![],
+            );
         }
         let channels = if per_channel { dims[0] } else { 1 };
         let (q, scales) = quantize_per_channel(w, channels);
@@ -210,10 +243,24 @@ impl<'r> GraphBuilder<'r> {
             q.iter().map(|&v| v as u8).collect(),
         ));
         let scale_dims: &[usize] = if per_channel { &[channels] } else { &[] };
-        let scale = self.init(tensor(&format!("{name}/scale"), scale_dims, data_type::FLOAT, f32_bytes(&scales)));
-        let zp = self.init(tensor(&format!("{name}/zp"), scale_dims, data_type::INT8, vec![0; scales.len()]));
+        let scale = self.init(tensor(
+            &format!("{name}/scale"),
+            scale_dims,
+            data_type::FLOAT,
+            f32_bytes(&scales),
+        ));
+        let zp = self.init(tensor(
+            &format!("{name}/zp"),
+            scale_dims,
+            data_type::INT8,
+            vec![0; scales.len()],
+        ));
         let out = format!("{name}/dq");
-        let attrs = if per_channel { vec![attr_int("axis", 0)] } else { vec![] };
+        let attrs = if per_channel {
+            vec![attr_int("axis", 0)]
+        } else {
+            vec![]
+        };
         self.node("DequantizeLinear", &[&q_name, &scale, &zp], &out, attrs);
         (out, scales)
     }
@@ -235,11 +282,31 @@ impl<'r> GraphBuilder<'r> {
             .zip(&scales)
             .map(|(v, s)| (v / s).round().clamp(i32::MIN as f32, i32::MAX as f32) as i32)
             .collect();
-        let q_name = self.init(tensor(&format!("{name}/q"), &[b.len()], data_type::INT32, i32_bytes(&q)));
-        let scale = self.init(tensor(&format!("{name}/scale"), &[b.len()], data_type::FLOAT, f32_bytes(&scales)));
-        let zp = self.init(tensor(&format!("{name}/zp"), &[b.len()], data_type::INT32, vec![0; 4 * b.len()]));
+        let q_name = self.init(tensor(
+            &format!("{name}/q"),
+            &[b.len()],
+            data_type::INT32,
+            i32_bytes(&q),
+        ));
+        let scale = self.init(tensor(
+            &format!("{name}/scale"),
+            &[b.len()],
+            data_type::FLOAT,
+            f32_bytes(&scales),
+        ));
+        let zp = self.init(tensor(
+            &format!("{name}/zp"),
+            &[b.len()],
+            data_type::INT32,
+            vec![0; 4 * b.len()],
+        ));
         let out = format!("{name}/dq");
-        self.node("DequantizeLinear", &[&q_name, &scale, &zp], &out, vec![attr_int("axis", 0)]);
+        self.node(
+            "DequantizeLinear",
+            &[&q_name, &scale, &zp],
+            &out,
+            vec![attr_int("axis", 0)],
+        );
         Ok(out)
     }
 
@@ -261,7 +328,11 @@ impl<'r> GraphBuilder<'r> {
         let b_name = self.bias(&format!("{out}/b"), b, x, &w_scales)?;
         let k = dims[2];
         let p = (k / 2) as i64;
-        let conv_out = if relu { format!("{out}/conv") } else { out.to_string() };
+        let conv_out = if relu {
+            format!("{out}/conv")
+        } else {
+            out.to_string()
+        };
         self.node(
             "Conv",
             &[x, &w_name, &b_name],
@@ -289,8 +360,16 @@ impl<'r> GraphBuilder<'r> {
     /// shuffle would keep ONNX Runtime's uint8 path from fusing around it. The output keeps the input's
     /// quantisation (a permutation cannot change the range).
     pub fn gather_channels(&mut self, x: &str, indices: &[usize], out: &str) -> Result<String> {
-        let idx: Vec<u8> = indices.iter().flat_map(|&i| (i as i64).to_le_bytes()).collect();
-        let idx_name = self.init(tensor(&format!("{out}/indices"), &[indices.len()], data_type::INT64, idx));
+        let idx: Vec<u8> = indices
+            .iter()
+            .flat_map(|&i| (i as i64).to_le_bytes())
+            .collect();
+        let idx_name = self.init(tensor(
+            &format!("{out}/indices"),
+            &[indices.len()],
+            data_type::INT64,
+            idx,
+        ));
         self.node("Gather", &[x, &idx_name], out, vec![attr_int("axis", 1)]);
         self.same_quantization(x, out)
     }
@@ -308,10 +387,22 @@ impl<'r> GraphBuilder<'r> {
     }
 
     /// Fully connected layer `y = x Wᵀ + b` with `W` of `[out, in]`.
-    pub fn gemm(&mut self, x: &str, out: &str, w: &[f32], b: &[f32], dims: [usize; 2]) -> Result<String> {
+    pub fn gemm(
+        &mut self,
+        x: &str,
+        out: &str,
+        w: &[f32],
+        b: &[f32],
+        dims: [usize; 2],
+    ) -> Result<String> {
         let (w_name, w_scales) = self.weight(&format!("{out}/w"), &dims, w, false);
         let b_name = self.bias(&format!("{out}/b"), b, x, &w_scales)?;
-        self.node("Gemm", &[x, &w_name, &b_name], out, vec![attr_int("transB", 1)]);
+        self.node(
+            "Gemm",
+            &[x, &w_name, &b_name],
+            out,
+            vec![attr_int("transB", 1)],
+        );
         self.activation(out)
     }
 
@@ -335,7 +426,12 @@ impl<'r> GraphBuilder<'r> {
     }
 
     /// Finishes the model with `outputs` as float graph outputs (shape left to inference).
-    pub fn finish(self, name: &str, outputs: &[String], metadata: &[(String, String)]) -> ModelProto {
+    pub fn finish(
+        self,
+        name: &str,
+        outputs: &[String],
+        metadata: &[(String, String)],
+    ) -> ModelProto {
         let opset_import = vec![OperatorSetIdProto {
             domain: String::new(),
             version: OPSET,

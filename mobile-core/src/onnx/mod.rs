@@ -50,7 +50,9 @@ impl FromStr for Dtype {
         match s {
             "fp32" => Ok(Dtype::Fp32),
             "int8" => Ok(Dtype::Int8),
-            _ => Err(Error::invalid(format!("unknown dtype `{s}` (expected fp32 or int8)"))),
+            _ => Err(Error::invalid(format!(
+                "unknown dtype `{s}` (expected fp32 or int8)"
+            ))),
         }
     }
 }

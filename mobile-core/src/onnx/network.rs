@@ -2,10 +2,10 @@
 //! description. The per-op graphs the profiler times and the whole-network graphs that are validated and
 //! exported are made by the same [`emit_op`].
 
+use super::Dtype;
 use super::builder::{GraphBuilder, Ranges};
 use super::proto::ModelProto;
 use super::weights::WeightSource;
-use super::Dtype;
 use crate::arch::Arch;
 use crate::error::Result;
 use crate::ops::{Op, mid_channels};
@@ -45,7 +45,9 @@ impl NetworkGraph {
 /// `(i % groups)·(C/groups) + i / groups` (ShuffleNet's reshape–transpose–reshape, as one permutation).
 pub fn shuffle_indices(channels: usize, groups: usize) -> Vec<usize> {
     let per = channels / groups;
-    (0..channels).map(|i| (i % groups) * per + i / groups).collect()
+    (0..channels)
+        .map(|i| (i % groups) * per + i / groups)
+        .collect()
 }
 
 /// Emits `op` reading activation `x`, with parameters named under `prefix`; returns the output name.
@@ -58,10 +60,7 @@ pub fn emit_op(
 ) -> Result<String> {
     match *op {
         Op::Stem {
-            cin,
-            cout,
-            stride,
-            ..
+            cin, cout, stride, ..
         } => {
             let dims = [cout, cin, 3, 3];
             let (wt, bias) = w.conv(prefix, dims, true)?;
@@ -99,7 +98,11 @@ pub fn emit_op(
                 let (wt, bias) = w.conv(&name, dims, true)?;
                 h = b.conv(&h, &name, &wt, &bias, dims, 1, g, true)?;
                 if g > 1 {
-                    h = b.gather_channels(&h, &shuffle_indices(mid, g), &format!("{prefix}.shuffle"))?;
+                    h = b.gather_channels(
+                        &h,
+                        &shuffle_indices(mid, g),
+                        &format!("{prefix}.shuffle"),
+                    )?;
                 }
             }
             let name = format!("{prefix}.dw");
@@ -151,7 +154,15 @@ pub fn op_graph(
     weights: &mut dyn WeightSource,
     ranges: Option<&Ranges>,
 ) -> Result<NetworkGraph> {
-    build(&op.key(), &[("op".to_string(), *op)], dtype, weights, ranges, 1, &[])
+    build(
+        &op.key(),
+        &[("op".to_string(), *op)],
+        dtype,
+        weights,
+        ranges,
+        1,
+        &[],
+    )
 }
 
 /// The graph of a whole architecture: stem, every layer, head and classifier. Parameter names are

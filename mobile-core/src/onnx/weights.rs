@@ -56,9 +56,9 @@ pub struct RandomWeights {
 impl RandomWeights {
     fn rng(&self, name: &str) -> SplitMix {
         // FNV-1a of the name, mixed with the seed.
-        let h = name
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+        let h = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
         SplitMix::new(h ^ self.seed.rotate_left(17))
     }
 }
@@ -68,7 +68,11 @@ impl WeightSource for RandomWeights {
         let mut rng = self.rng(name);
         let fan_in = (dims[1] * dims[2] * dims[3]) as f32;
         let std = ((if relu { 2.0 } else { 1.0 }) / fan_in).sqrt();
-        let w = rng.normals(dims.iter().product()).into_iter().map(|v| v * std).collect();
+        let w = rng
+            .normals(dims.iter().product())
+            .into_iter()
+            .map(|v| v * std)
+            .collect();
         let b = rng.normals(dims[0]).into_iter().map(|v| v * 0.05).collect();
         Ok((w, b))
     }
@@ -76,7 +80,11 @@ impl WeightSource for RandomWeights {
     fn fc(&mut self, name: &str, dims: [usize; 2]) -> Result<(Vec<f32>, Vec<f32>)> {
         let mut rng = self.rng(name);
         let std = (1.0 / dims[1] as f32).sqrt();
-        let w = rng.normals(dims[0] * dims[1]).into_iter().map(|v| v * std).collect();
+        let w = rng
+            .normals(dims[0] * dims[1])
+            .into_iter()
+            .map(|v| v * std)
+            .collect();
         Ok((w, vec![0.0; dims[0]]))
     }
 }

@@ -1,0 +1,149 @@
+//! The `fbnet` command line end to end, as a user runs it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn fbnet(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fbnet"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("fbnet runs")
+}
+
+fn ok(args: &[&str], dir: &Path) -> String {
+    let out = fbnet(args, dir);
+    assert!(
+        out.status.success(),
+        "fbnet {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(args: &[&str], dir: &Path) -> String {
+    let out = fbnet(args, dir);
+    assert!(!out.status.success(), "fbnet {args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn arch_and_space_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let list = ok(&["arch", "list"], d);
+    for name in [
+        "fbnet-a",
+        "fbnet-b",
+        "fbnet-c",
+        "fbnet-96-0.35-1",
+        "fbnet-s8",
+        "fbnet-iphonex",
+        "mbv2-like",
+    ] {
+        assert!(list.contains(name), "{name} missing from {list}");
+    }
+    let show = ok(&["arch", "show", "fbnet-b"], d);
+    assert!(show.contains("total 291.0M MACs, 4.80M params"), "{show}");
+    assert!(show.contains("published definition (mobile-vision): 291.1M MACs"));
+    assert!(show.contains("paper Table 3"));
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&["arch", "show", "fbnet-c", "--json"], d)).unwrap();
+    assert_eq!(json["layers"].as_array().unwrap().len(), 25);
+    // the JSON form is an architecture file the commands accept again
+    std::fs::write(d.join("c.json"), json.to_string()).unwrap();
+    assert!(ok(&["arch", "show", "c.json"], d).contains("fbnet-c"));
+
+    let space: serde_json::Value = serde_json::from_str(&ok(
+        &["space", "show", "--space", "fbnet-small", "--json"],
+        d,
+    ))
+    .unwrap();
+    assert_eq!(space["resolution"], 32);
+    assert!(ok(&["space", "show"], d).contains("22 searchable layers"));
+    assert!(fails(&["space", "show", "--space", "nope"], d).contains("unknown space `nope`"));
+    assert!(fails(&["arch", "show", "nope"], d).contains("neither a built-in"));
+}
+
+#[test]
+fn arch_onnx_writes_models_onnx_runtime_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for dtype in ["fp32", "int8"] {
+        let file = format!("b-{dtype}.onnx");
+        ok(
+            &[
+                "arch",
+                "onnx",
+                "fbnet-96-0.35-1",
+                "--dtype",
+                dtype,
+                "--out",
+                &file,
+            ],
+            d,
+        );
+        let bytes = std::fs::read(d.join(&file)).unwrap();
+        let mut s = mobile_core::runtime::SessionConfig::default()
+            .session(&bytes)
+            .unwrap();
+        let out =
+            mobile_core::runtime::run(&mut s, &vec![0.1; 3 * 96 * 96], &[1, 3, 96, 96]).unwrap();
+        assert_eq!(out[0].0, vec![1, 1000]);
+    }
+}
+
+#[test]
+fn profile_show_validate_diff_and_bad_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let space = [
+        "--space",
+        "fbnet-small",
+        "--resolution",
+        "16",
+        "--width",
+        "0.25",
+    ];
+    let mut args = vec!["profile", "--quick", "--out", "t.json"];
+    args.extend(space);
+    let out = ok(&args, d);
+    assert!(out.contains("entries in"), "{out}");
+    let show = ok(&["lut", "show", "t.json"], d);
+    assert!(
+        show.contains("onnxruntime 1.31.1") && show.contains("k5_e6/"),
+        "{show}"
+    );
+    assert!(ok(&["lut", "diff", "t.json", "t.json"], d).contains("B/A over all common ops 1.00x"));
+
+    let report: serde_json::Value = serde_json::from_str(&ok(
+        &[
+            "lut", "validate", "--lut", "t.json", "--archs", "1", "--quick", "--json", "--out",
+            "v.json",
+        ],
+        d,
+    ))
+    .unwrap();
+    // FBNet-A/B/C fit this space's layer structure, plus one random network, at both dtypes
+    assert_eq!(report["checks"].as_array().unwrap().len(), 8);
+    assert!(d.join("v.json").exists());
+
+    std::fs::write(d.join("bad.json"), "{\"schema\": 1, \"entries\": 3").unwrap();
+    let err = fails(&["lut", "show", "bad.json"], d);
+    assert!(
+        err.contains("bad.json") && err.contains("not JSON"),
+        "{err}"
+    );
+    // a partial table cannot be validated, and says how to finish it
+    let mut t: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("t.json")).unwrap()).unwrap();
+    t["entries"].as_array_mut().unwrap().truncate(10);
+    std::fs::write(d.join("partial.json"), t.to_string()).unwrap();
+    let err = fails(&["lut", "validate", "--lut", "partial.json", "--quick"], d);
+    assert!(err.contains("--resume"), "{err}");
+    // and resuming it completes it
+    let mut args = vec!["profile", "--quick", "--resume", "--out", "partial.json"];
+    args.extend(space);
+    ok(&args, d);
+    assert!(!ok(&["lut", "show", "partial.json"], d).contains("not yet measured"));
+}

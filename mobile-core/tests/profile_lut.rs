@@ -1,0 +1,183 @@
+//! The profiler on real ONNX Runtime sessions: complete tables, cancel and resume, validation.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use mobile_core::device::DeviceInfo;
+use mobile_core::lut::Lut;
+use mobile_core::onnx::Dtype;
+use mobile_core::onnx::weights::SplitMix;
+use mobile_core::profile::{Method, ProfileConfig, covering_archs, profile};
+use mobile_core::runtime::SessionConfig;
+use mobile_core::timing::TimingConfig;
+use mobile_core::validate::{random_arch, validate, validation_archs};
+use mobile_core::{Error, Space};
+
+fn config(method: Method, dtypes: Vec<Dtype>, dir: &std::path::Path) -> ProfileConfig {
+    ProfileConfig {
+        space: Space::fbnet_small().with_variant(Some(16), Some(0.25), Some(10)),
+        dtypes,
+        session: SessionConfig::default(),
+        timing: TimingConfig::quick(),
+        device: DeviceInfo::this_host(),
+        method,
+        seed: 1,
+        trace_dir: dir.to_path_buf(),
+    }
+}
+
+#[test]
+fn covering_networks_place_every_candidate_at_every_layer() {
+    let space = Space::fbnet_224();
+    let archs = covering_archs(&space).unwrap();
+    assert_eq!(archs.len(), 9);
+    for (l, layer) in space.layers().iter().enumerate() {
+        for block in space.candidates_at(layer) {
+            assert!(
+                archs.iter().any(|a| a.choices[l] == block),
+                "layer {l} never gets {block}"
+            );
+        }
+    }
+    let mut ops: Vec<_> = archs
+        .iter()
+        .flat_map(|a| a.ops())
+        .filter(|o| !o.is_identity())
+        .collect();
+    ops.sort();
+    ops.dedup();
+    assert_eq!(ops, space.unique_ops());
+}
+
+#[test]
+fn in_network_profile_fills_a_table_that_predicts_whole_networks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lut.json");
+    let cfg = config(
+        Method::InNetwork,
+        vec![Dtype::Fp32, Dtype::Int8],
+        dir.path(),
+    );
+    let mut steps = Vec::new();
+    let lut = profile(&cfg, None, Some(&out), &AtomicBool::new(false), &mut |p| {
+        steps.push((p.done, p.total))
+    })
+    .unwrap();
+    // progress arrives in order and ends complete
+    assert!(steps.windows(2).all(|w| w[0].0 <= w[1].0));
+    assert_eq!(steps.last().unwrap().0, steps.last().unwrap().1);
+    for d in [Dtype::Fp32, Dtype::Int8] {
+        lut.require_complete(d).unwrap();
+        assert!(lut.overhead(d).is_some());
+    }
+    // the profiler leaves no trace files behind
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("fbnet-trace"))
+        .collect();
+    assert!(leftovers.is_empty());
+    // the saved file is the returned table
+    let back = Lut::load(&out).unwrap();
+    assert_eq!(back, lut);
+
+    // predictions are sums of entries and land near measured whole networks (loose bound: these
+    // networks run in tens of microseconds, where timer noise is large; double counting or missing
+    // attribution would be off by far more)
+    let archs = validation_archs(&lut.space, 2, 3).unwrap();
+    let report = validate(
+        &lut,
+        &archs,
+        &TimingConfig::quick(),
+        3,
+        &AtomicBool::new(false),
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    assert_eq!(report.checks.len(), archs.len() * 2);
+    for c in &report.checks {
+        assert!(c.predicted_us > 0.0 && c.measured_us > 0.0);
+        assert!(
+            c.error.abs() < 0.6,
+            "{} {}: predicted {} measured {}",
+            c.arch,
+            c.dtype,
+            c.predicted_us,
+            c.measured_us
+        );
+    }
+}
+
+#[test]
+fn a_cancelled_profile_keeps_its_entries_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lut.json");
+    let cfg = config(Method::Isolated, vec![Dtype::Fp32], dir.path());
+    let cancel = AtomicBool::new(false);
+    let err = profile(&cfg, None, Some(&out), &cancel, &mut |p| {
+        if p.done >= 3 {
+            cancel.store(true, Ordering::Relaxed);
+        }
+    })
+    .unwrap_err();
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    let partial = Lut::load(&out).unwrap();
+    assert!(partial.entries.len() >= 3);
+    assert!(!partial.missing(Dtype::Fp32).is_empty());
+    assert!(partial.require_complete(Dtype::Fp32).is_err());
+
+    let mut resumed_steps = 0;
+    let full = profile(
+        &cfg,
+        Some(partial.clone()),
+        Some(&out),
+        &AtomicBool::new(false),
+        &mut |_| resumed_steps += 1,
+    )
+    .unwrap();
+    full.require_complete(Dtype::Fp32).unwrap();
+    // only the missing ops were measured, and the earlier entries are kept as they were
+    assert_eq!(resumed_steps, full.entries.len() - partial.entries.len());
+    assert_eq!(&full.entries[..partial.entries.len()], &partial.entries[..]);
+
+    // resuming with other settings is refused
+    let mut other = cfg.clone();
+    other.method = Method::InNetwork;
+    assert!(
+        profile(
+            &other,
+            Some(partial),
+            None,
+            &AtomicBool::new(false),
+            &mut |_| {}
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn a_table_is_refused_for_another_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(Method::Isolated, vec![Dtype::Fp32], dir.path());
+    let cancel = AtomicBool::new(false);
+    let err = profile(&cfg, None, None, &cancel, &mut |_| {
+        cancel.store(true, Ordering::Relaxed)
+    })
+    .unwrap_err();
+    assert!(matches!(err, Error::Cancelled));
+    let lut = Lut::load(&dir.path().join("missing.json"));
+    assert!(lut.is_err());
+
+    let other = Space::fbnet_small();
+    let arch = random_arch(&other, "x", &mut SplitMix::new(1)).unwrap();
+    let empty = Lut::new(
+        cfg.space.clone(),
+        vec![Dtype::Fp32],
+        DeviceInfo::default(),
+        mobile_core::lut::RuntimeDesc::onnxruntime("1.31.1", SessionConfig::default()),
+        TimingConfig::quick(),
+        Method::Isolated,
+    );
+    let err = empty.predict(&arch, Dtype::Fp32).unwrap_err().to_string();
+    assert!(err.contains("space"), "{err}");
+    assert!(empty.check_space(&other).is_err());
+}
