@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh Debian machine: installs what the tests need (the ONNX
-# Runtime library from PyPI into fbnet's cache folder), then builds and runs the suite.
+# Runtime library from PyPI into fbnet's cache folder), then builds and runs the suite, and closes with
+# one line counting every test of every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-ort.sh
-cargo test --workspace --locked "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked "$@" 2>&1 | tee "$log"
+awk '/^test result:/ { p += $4; f += $6 } END { print "tests: " p " passed, " f " failed" }' "$log"

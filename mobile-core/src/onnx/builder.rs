@@ -123,6 +123,16 @@ fn quantize_per_channel(w: &[f32], channels: usize) -> (Vec<i8>, Vec<f32>) {
     (q, scales)
 }
 
+/// Weights handed in by a [`super::WeightSource`] must have the shape the graph needs.
+fn check_len(layer: &str, what: &str, got: usize, expected: usize) -> Result<()> {
+    if got != expected {
+        return Err(Error::invalid(format!(
+            "`{layer}`: {what} has {got} values, the graph needs {expected}"
+        )));
+    }
+    Ok(())
+}
+
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -324,6 +334,8 @@ impl<'r> GraphBuilder<'r> {
         groups: usize,
         relu: bool,
     ) -> Result<String> {
+        check_len(out, "weight", w.len(), dims.iter().product())?;
+        check_len(out, "bias", b.len(), dims[0])?;
         let (w_name, w_scales) = self.weight(&format!("{out}/w"), &dims, w, true);
         let b_name = self.bias(&format!("{out}/b"), b, x, &w_scales)?;
         let k = dims[2];
@@ -395,6 +407,8 @@ impl<'r> GraphBuilder<'r> {
         b: &[f32],
         dims: [usize; 2],
     ) -> Result<String> {
+        check_len(out, "weight", w.len(), dims[0] * dims[1])?;
+        check_len(out, "bias", b.len(), dims[0])?;
         let (w_name, w_scales) = self.weight(&format!("{out}/w"), &dims, w, false);
         let b_name = self.bias(&format!("{out}/b"), b, x, &w_scales)?;
         self.node(
@@ -495,6 +509,25 @@ mod tests {
             let c = i / 3;
             assert!((q[i] as f32 * s[c] - v).abs() <= s[c] / 2.0 + 1e-6);
         }
+    }
+
+    #[test]
+    fn weights_of_the_wrong_size_are_refused() {
+        let mut b = GraphBuilder::new(Dtype::Fp32, None).unwrap();
+        let x = b.input("x", &[1, 4, 8, 8]).unwrap();
+        let err = b
+            .conv(&x, "c", &[0.0; 10], &[0.0; 8], [8, 4, 1, 1], 1, 1, true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`c`: weight has 10 values, the graph needs 32"),
+            "{err}"
+        );
+        let err = b
+            .gemm(&x, "fc", &[0.0; 12], &[0.0; 2], [3, 4])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bias has 2 values"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::builder::{GraphBuilder, Ranges};
 use super::proto::ModelProto;
 use super::weights::WeightSource;
 use crate::arch::Arch;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::ops::{Op, mid_channels};
 use crate::space::Block;
 
@@ -25,8 +25,9 @@ impl NetworkGraph {
     /// A copy whose graph outputs are all activations, for a calibration run (fp32 graphs only).
     pub fn calibration_model(&self) -> ModelProto {
         let mut m = self.model.clone();
-        if let Some(g) = m.graph.as_mut() {
-            let template = g.output[0].clone();
+        if let Some(g) = m.graph.as_mut()
+            && let Some(template) = g.output.first().cloned()
+        {
             g.output = self
                 .activations
                 .iter()
@@ -131,7 +132,10 @@ fn build(
     batch: usize,
     metadata: &[(String, String)],
 ) -> Result<NetworkGraph> {
-    let (cin, hw) = ops[0].1.input();
+    let (cin, hw) = ops
+        .first()
+        .map(|(_, op)| op.input())
+        .ok_or_else(|| Error::invalid("a network needs at least one op"))?;
     let input_shape = vec![batch, cin, hw, hw];
     let mut b = GraphBuilder::new(dtype, ranges)?;
     let mut x = b.input("input", &input_shape)?;
