@@ -233,10 +233,12 @@ impl Lut {
                     e.op, e.dtype
                 ));
             }
-            if !(e.stats.p50.is_finite() && e.stats.p50 >= 0.0) {
+            let st = &e.stats;
+            let values = [st.trimmed_mean, st.p10, st.p50, st.p90, st.mean];
+            if values.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
                 return bad(format!(
-                    "network overhead ({}) is {}: it must be finite and not negative",
-                    e.dtype, e.stats.p50
+                    "network overhead ({}) has a value that is negative or not finite: {values:?}",
+                    e.dtype
                 ));
             }
         }
@@ -308,13 +310,14 @@ impl Lut {
         Ok(())
     }
 
-    /// Latency of `op` at `dtype` in µs (p50); `skip` costs nothing.
+    /// Latency of `op` at `dtype` in µs (its trimmed mean, see [`Stats::trimmed_mean`]); `skip` costs
+    /// nothing.
     pub fn latency(&self, op: &Op, dtype: Dtype) -> Result<f64> {
         if op.is_identity() {
             return Ok(0.0);
         }
         self.get(op, dtype)
-            .map(|e| e.stats.p50)
+            .map(|e| e.stats.trimmed_mean)
             .ok_or_else(|| Error::invalid(format!("latency table has no {dtype} entry for `{op}`")))
     }
 
@@ -327,7 +330,7 @@ impl Lut {
             .iter()
             .map(|op| self.latency(op, dtype))
             .sum::<Result<f64>>()?;
-        Ok(ops + self.overhead(dtype).map_or(0.0, |e| e.stats.p50))
+        Ok(ops + self.overhead(dtype).map_or(0.0, |e| e.stats.trimmed_mean))
     }
 }
 

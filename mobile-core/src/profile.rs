@@ -24,7 +24,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
-use crate::attribution::breakdown;
+use crate::attribution::{RunBreakdown, breakdown};
 use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::lut::{Entry, Lut, NETWORK_OVERHEAD, RuntimeDesc};
@@ -197,6 +197,42 @@ struct NetworkSamples {
 
 static TRACE_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Sessions over which a network's profiled runs are spread.
+const PROFILED_SESSIONS: usize = 3;
+
+/// Runs `model` in a fresh session under ONNX Runtime's profiler: warm-up, then `runs` runs whose
+/// kernels are attributed to the network's ops. The trace file is deleted after reading.
+#[allow(clippy::too_many_arguments)]
+fn profiled_runs(
+    model: &[u8],
+    graph: &NetworkGraph,
+    input: &[f32],
+    runs: usize,
+    cfg: &ProfileConfig,
+    timing: &TimingConfig,
+    n_ops: usize,
+    cancel: &AtomicBool,
+) -> Result<Vec<RunBreakdown>> {
+    std::fs::create_dir_all(&cfg.trace_dir).map_err(|e| Error::io(&cfg.trace_dir, e))?;
+    let n = TRACE_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let prefix = cfg
+        .trace_dir
+        .join(format!("fbnet-trace-{}-{n}", std::process::id()));
+    let mut profiled = cfg.session.profiled_session(model, &prefix)?;
+    for _ in 0..timing.warmup_runs + runs {
+        run(&mut profiled, input, &graph.input_shape)?;
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+    }
+    let trace_path = PathBuf::from(profiled.end_profiling()?);
+    drop(profiled);
+    let text = std::fs::read_to_string(&trace_path).map_err(|e| Error::io(&trace_path, e));
+    let _ = std::fs::remove_file(&trace_path);
+    let mut all = breakdown(&text?, n_ops)?;
+    Ok(all.split_off(all.len().saturating_sub(runs)))
+}
+
 /// Times `graph` (the network of `n_ops` ops) whole, then under the profiler, and attributes the time:
 /// per op its kernels, per network its edge kernels, each with a share of the time between kernels.
 fn time_in_network(
@@ -212,39 +248,38 @@ fn time_in_network(
     let wall = time_session(&mut plain, &input, &graph.input_shape, timing, cancel)?;
     drop(plain);
 
-    std::fs::create_dir_all(&cfg.trace_dir).map_err(|e| Error::io(&cfg.trace_dir, e))?;
-    let n = TRACE_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let prefix = cfg
-        .trace_dir
-        .join(format!("fbnet-trace-{}-{n}", std::process::id()));
-    let mut profiled = cfg.session.profiled_session(&model, &prefix)?;
+    // The same network in a fresh session can run an op 10–50% slower or faster than in the last one
+    // (where ONNX Runtime's buffers land in memory differs), so the profiled runs are spread over
+    // several sessions.
     let runs = wall.count.clamp(timing.min_runs, timing.max_runs);
-    for _ in 0..timing.warmup_runs + runs {
-        run(&mut profiled, &input, &graph.input_shape)?;
-        if cancel.load(Ordering::Relaxed) {
-            return Err(Error::Cancelled);
-        }
+    let per_session = runs.div_ceil(PROFILED_SESSIONS).max(3);
+    let mut timed = Vec::new();
+    for _ in 0..PROFILED_SESSIONS {
+        timed.extend(profiled_runs(
+            &model,
+            graph,
+            &input,
+            per_session,
+            cfg,
+            timing,
+            n_ops,
+            cancel,
+        )?);
     }
-    let trace_path = PathBuf::from(profiled.end_profiling()?);
-    drop(profiled);
-    let text = std::fs::read_to_string(&trace_path).map_err(|e| Error::io(&trace_path, e));
-    let _ = std::fs::remove_file(&trace_path);
-    let all = breakdown(&text?, n_ops)?;
-    let timed = &all[all.len().saturating_sub(runs)..];
     // Kernel durations are the profiler's; the time between kernels is not (its bookkeeping sits
     // there). That time is taken from the plain run instead, wall − kernels, and shared evenly among the
     // kernels, so an op with more kernels carries more of the executor's per-kernel cost.
     let kernel_times: Vec<f64> = timed.iter().map(|r| r.kernel_time()).collect();
-    let kernels_p50 = Stats::from_samples(&kernel_times)
+    let kernels = Stats::from_samples(&kernel_times)
         .ok_or_else(|| Error::Runtime("the profiler recorded no runs".into()))?
-        .p50;
+        .trimmed_mean;
     let count = timed[0].kernel_count().max(1) as f64;
     // When the profiled kernels alone take longer than the plain run, the profiler slowed them down:
     // scale them to the plain wall time instead of sharing a negative gap.
-    let (gap, scale) = if wall.p50 >= kernels_p50 {
-        ((wall.p50 - kernels_p50) / count, 1.0)
+    let (gap, scale) = if wall.trimmed_mean >= kernels {
+        ((wall.trimmed_mean - kernels) / count, 1.0)
     } else {
-        (0.0, wall.p50 / kernels_p50)
+        (0.0, wall.trimmed_mean / kernels)
     };
     let ops = (0..n_ops)
         .map(|i| {
@@ -263,7 +298,7 @@ fn time_in_network(
 
 fn entry(op: String, dtype: Dtype, samples: &[f64], noisy: bool) -> Result<Entry> {
     let stats = Stats::from_samples(samples)
-        .filter(|s| s.p50 > 0.0)
+        .filter(|s| s.trimmed_mean > 0.0 && s.p10 > 0.0)
         .ok_or_else(|| {
             Error::Runtime(format!("no time could be attributed to `{op}` ({dtype})"))
         })?;
@@ -443,7 +478,7 @@ pub fn profile(
                         continue;
                     }
                     let e = measure_op(&op, dtype, cfg, cancel)?;
-                    let step = format!("{} {dtype} {:.0} us", e.op, e.stats.p50);
+                    let step = format!("{} {dtype} {:.0} us", e.op, e.stats.trimmed_mean);
                     lut.entries.push(e);
                     save(&lut)?;
                     report(&lut, step, before);

@@ -129,8 +129,8 @@ pub fn validate(
                 text: arch.text(),
                 dtype,
                 predicted_us,
-                measured_us: stats.p50,
-                error: (predicted_us - stats.p50) / stats.p50,
+                measured_us: stats.trimmed_mean,
+                error: (predicted_us - stats.trimmed_mean) / stats.trimmed_mean,
                 noisy,
             };
             on_check(&check, checks.len() + 1, total);

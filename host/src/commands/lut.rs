@@ -124,13 +124,13 @@ fn print_report(r: &ValidateReport) {
     }
 }
 
-/// Entries of a table as `op -> dtype -> p50`.
+/// Entries of a table as `op -> dtype -> trimmed mean`.
 fn by_op(lut: &Lut) -> BTreeMap<String, BTreeMap<Dtype, f64>> {
     let mut m: BTreeMap<String, BTreeMap<Dtype, f64>> = BTreeMap::new();
     for e in &lut.entries {
         m.entry(e.op.clone())
             .or_default()
-            .insert(e.dtype, e.stats.p50);
+            .insert(e.dtype, e.stats.trimmed_mean);
     }
     m
 }
