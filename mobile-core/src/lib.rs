@@ -8,6 +8,7 @@ pub mod arch;
 pub mod attribution;
 pub mod device;
 pub mod error;
+pub mod in_network;
 pub mod lut;
 pub mod onnx;
 pub mod ops;

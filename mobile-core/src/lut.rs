@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::arch::Arch;
 use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
+use crate::in_network::{Calibration, NetworkRecord};
 use crate::onnx::Dtype;
 use crate::ops::Op;
 use crate::profile::Method;
@@ -85,6 +86,13 @@ pub struct Lut {
     /// time between kernels), one entry per dtype; measured by the in-network method, empty otherwise.
     #[serde(default)]
     pub overhead: Vec<Entry>,
+    /// The in-network method's fit of kernel times to wall times, per dtype.
+    #[serde(default)]
+    pub calibration: Vec<Calibration>,
+    /// Raw records of covering networks measured for a dtype whose fit is still to come (a partial
+    /// table); empty in a finished table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<NetworkRecord>,
 }
 
 /// UTC now as `YYYY-MM-DDTHH:MM:SSZ` (no date crate needed for one timestamp).
@@ -133,6 +141,8 @@ impl Lut {
             method,
             entries: Vec::new(),
             overhead: Vec::new(),
+            calibration: Vec::new(),
+            pending: Vec::new(),
         }
     }
 

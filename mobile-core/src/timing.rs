@@ -51,6 +51,15 @@ impl TimingConfig {
 }
 
 impl TimingConfig {
+    /// One of `n` equal shares of the timed runs and time (at least 5 runs each); warm-up unchanged.
+    pub fn split(&self, n: usize) -> Self {
+        TimingConfig {
+            min_ms: self.min_ms / n as f64,
+            min_runs: self.min_runs.div_ceil(n).max(5),
+            ..*self
+        }
+    }
+
     /// Twice the runs and time: the second try for a noisy measurement.
     pub fn doubled(&self) -> Self {
         TimingConfig {

@@ -11,9 +11,9 @@ use crate::error::Result;
 use crate::lut::Lut;
 use crate::onnx::weights::SplitMix;
 use crate::onnx::{Dtype, RandomWeights, arch_graph};
-use crate::profile::{build_at, measure};
+use crate::profile::{build_at, random_inputs};
 use crate::space::{Block, Space};
-use crate::timing::TimingConfig;
+use crate::timing::{Stats, TimingConfig, time_session};
 
 /// One network's prediction against its measurement.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -38,6 +38,63 @@ pub struct DtypeSummary {
     /// Mean of |error|.
     pub mean_abs_error: f64,
     pub max_abs_error: f64,
+    /// Median of measured / predicted: how much faster or slower the device runs now than when the
+    /// table was measured (thermal state, other load), as opposed to errors of the table's shape.
+    pub drift: f64,
+    /// The same two figures after dividing every measurement by `drift`: how well the table ranks and
+    /// scales networks against each other, which is what a search needs.
+    pub within_10pct_relative: f64,
+    pub mean_abs_error_relative: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 1.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// (fraction within ±10%, mean |error|) of errors.
+fn accuracy(errors: &[f64]) -> (f64, f64) {
+    let n = errors.len().max(1) as f64;
+    (
+        errors.iter().filter(|e| e.abs() <= 0.10).count() as f64 / n,
+        errors.iter().map(|e| e.abs()).sum::<f64>() / n,
+    )
+}
+
+/// Summarises checks per dtype.
+pub fn summarize(checks: &[Check], dtypes: &[Dtype]) -> Vec<DtypeSummary> {
+    dtypes
+        .iter()
+        .map(|&dtype| {
+            let mine: Vec<&Check> = checks.iter().filter(|c| c.dtype == dtype).collect();
+            let errors: Vec<f64> = mine.iter().map(|c| c.error).collect();
+            let drift = median(
+                mine.iter()
+                    .map(|c| c.measured_us / c.predicted_us)
+                    .collect(),
+            );
+            let relative: Vec<f64> = mine
+                .iter()
+                .map(|c| c.predicted_us * drift / c.measured_us - 1.0)
+                .collect();
+            let (within_10pct, mean_abs_error) = accuracy(&errors);
+            let (within_10pct_relative, mean_abs_error_relative) = accuracy(&relative);
+            DtypeSummary {
+                dtype,
+                networks: mine.len(),
+                within_10pct,
+                mean_abs_error,
+                max_abs_error: errors.iter().map(|e| e.abs()).fold(0.0, f64::max),
+                drift,
+                within_10pct_relative,
+                mean_abs_error_relative,
+            }
+        })
+        .collect()
 }
 
 /// The whole report of `fbnet lut validate`.
@@ -79,43 +136,28 @@ pub fn validation_archs(space: &Space, random: usize, seed: u64) -> Result<Vec<A
     Ok(archs)
 }
 
-/// Summarises checks per dtype.
-pub fn summarize(checks: &[Check], dtypes: &[Dtype]) -> Vec<DtypeSummary> {
-    dtypes
-        .iter()
-        .map(|&dtype| {
-            let errs: Vec<f64> = checks
-                .iter()
-                .filter(|c| c.dtype == dtype)
-                .map(|c| c.error.abs())
-                .collect();
-            let n = errs.len().max(1) as f64;
-            DtypeSummary {
-                dtype,
-                networks: errs.len(),
-                within_10pct: errs.iter().filter(|e| **e <= 0.10).count() as f64 / n,
-                mean_abs_error: errs.iter().sum::<f64>() / n,
-                max_abs_error: errs.iter().cloned().fold(0.0, f64::max),
-            }
-        })
-        .collect()
-}
+/// Rounds over all networks in [`validate`]: each network is timed once per round, in a fresh session.
+pub const ROUNDS: usize = 3;
 
 /// Times every network of `archs` at each of the table's dtypes and compares with its prediction.
+///
+/// The networks are timed in [`ROUNDS`] interleaved rounds (every network once per round, each time in
+/// a fresh session with a share of the runs) and each network's figure is the round whose trimmed mean
+/// is the median: a slow spell of the machine then hits every network a little instead of a few a lot,
+/// and one disturbed round does not decide a result. `on_progress(done, total)` follows the timings.
 pub fn validate(
     lut: &Lut,
     archs: &[Arch],
     timing: &TimingConfig,
     seed: u64,
     cancel: &AtomicBool,
-    on_check: &mut dyn FnMut(&Check, usize, usize),
+    on_progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ValidateReport> {
     for d in &lut.dtypes {
         lut.require_complete(*d)?;
     }
     let session = lut.runtime.session;
-    let total = archs.len() * lut.dtypes.len();
-    let mut checks = Vec::new();
+    let mut cases = Vec::new();
     for arch in archs {
         for &dtype in &lut.dtypes {
             let predicted_us = lut.predict(arch, dtype)?;
@@ -123,20 +165,44 @@ pub fn validate(
             let graph = build_at(dtype, session, seed, &mut |d, r| {
                 arch_graph(arch, d, &mut weights, r, 1, &[])
             })?;
-            let (stats, noisy) = measure(&graph, session, timing, seed, cancel)?;
-            let check = Check {
-                arch: arch.name.clone(),
-                text: arch.text(),
+            let input = random_inputs(&graph.input_shape, 1, seed).remove(0);
+            cases.push((
+                arch,
                 dtype,
                 predicted_us,
-                measured_us: stats.trimmed_mean,
-                error: (predicted_us - stats.trimmed_mean) / stats.trimmed_mean,
-                noisy,
-            };
-            on_check(&check, checks.len() + 1, total);
-            checks.push(check);
+                graph.model.to_bytes(),
+                graph.input_shape,
+                input,
+            ));
         }
     }
+    let share = timing.split(ROUNDS);
+    let total = cases.len() * ROUNDS;
+    let mut rounds: Vec<Vec<Stats>> = vec![Vec::with_capacity(ROUNDS); cases.len()];
+    for round in 0..ROUNDS {
+        for (i, (_, _, _, model, shape, input)) in cases.iter().enumerate() {
+            let mut s = session.session(model)?;
+            rounds[i].push(time_session(&mut s, input, shape, &share, cancel)?);
+            on_progress(round * cases.len() + i + 1, total);
+        }
+    }
+    let checks: Vec<Check> = cases
+        .iter()
+        .zip(rounds)
+        .map(|((arch, dtype, predicted_us, ..), mut r)| {
+            r.sort_by(|a, b| a.trimmed_mean.total_cmp(&b.trimmed_mean));
+            let stats = r[r.len() / 2];
+            Check {
+                arch: arch.name.clone(),
+                text: arch.text(),
+                dtype: *dtype,
+                predicted_us: *predicted_us,
+                measured_us: stats.trimmed_mean,
+                error: (predicted_us - stats.trimmed_mean) / stats.trimmed_mean,
+                noisy: stats.spread() > timing.max_spread,
+            }
+        })
+        .collect();
     Ok(ValidateReport {
         space: lut.space.name.clone(),
         space_hash: lut.space_hash.clone(),
@@ -146,4 +212,38 @@ pub fn validate(
         summary: summarize(&checks, &lut.dtypes),
         checks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(predicted_us: f64, measured_us: f64) -> Check {
+        Check {
+            arch: String::new(),
+            text: String::new(),
+            dtype: Dtype::Int8,
+            predicted_us,
+            measured_us,
+            error: (predicted_us - measured_us) / measured_us,
+            noisy: false,
+        }
+    }
+
+    #[test]
+    fn a_uniformly_slower_device_is_drift_not_shape_error() {
+        // every network runs 25% slower than predicted, except one that is also off in shape
+        let checks = vec![
+            check(100.0, 125.0),
+            check(200.0, 250.0),
+            check(300.0, 375.0),
+            check(100.0, 160.0),
+        ];
+        let s = &summarize(&checks, &[Dtype::Int8])[0];
+        assert_eq!(s.networks, 4);
+        assert_eq!(s.within_10pct, 0.0);
+        assert!((s.mean_abs_error - (0.2 * 3.0 + 0.375) / 4.0).abs() < 1e-9);
+        assert!((s.drift - 1.25).abs() < 1e-9);
+        assert_eq!(s.within_10pct_relative, 0.75);
+    }
 }

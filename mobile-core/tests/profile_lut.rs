@@ -3,10 +3,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mobile_core::device::DeviceInfo;
+use mobile_core::in_network::covering_archs;
 use mobile_core::lut::Lut;
 use mobile_core::onnx::Dtype;
 use mobile_core::onnx::weights::SplitMix;
-use mobile_core::profile::{Method, ProfileConfig, covering_archs, profile};
+use mobile_core::profile::{Method, ProfileConfig, profile};
 use mobile_core::runtime::SessionConfig;
 use mobile_core::timing::TimingConfig;
 use mobile_core::validate::{random_arch, validate, validation_archs};
@@ -90,7 +91,7 @@ fn in_network_profile_fills_a_table_that_predicts_whole_networks() {
         &TimingConfig::quick(),
         3,
         &AtomicBool::new(false),
-        &mut |_, _, _| {},
+        &mut |_, _| {},
     )
     .unwrap();
     assert_eq!(report.checks.len(), archs.len() * 2);
@@ -180,4 +181,43 @@ fn a_table_is_refused_for_another_space() {
     let err = empty.predict(&arch, Dtype::Fp32).unwrap_err().to_string();
     assert!(err.contains("space"), "{err}");
     assert!(empty.check_space(&other).is_err());
+}
+
+#[test]
+fn an_interrupted_in_network_profile_keeps_its_networks_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lut.json");
+    let cfg = config(Method::InNetwork, vec![Dtype::Fp32], dir.path());
+    let cancel = AtomicBool::new(false);
+    let err = profile(&cfg, None, Some(&out), &cancel, &mut |p| {
+        if p.done >= 2 {
+            cancel.store(true, Ordering::Relaxed);
+        }
+    })
+    .unwrap_err();
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    // the networks measured before the cancel are in the saved file, waiting for the fit
+    let partial = Lut::load(&out).unwrap();
+    assert_eq!(partial.pending.len(), 2);
+    assert!(partial.entries.is_empty());
+    assert!(partial.require_complete(Dtype::Fp32).is_err());
+
+    let mut steps = 0;
+    let full = profile(
+        &cfg,
+        Some(partial.clone()),
+        Some(&out),
+        &AtomicBool::new(false),
+        &mut |_| steps += 1,
+    )
+    .unwrap();
+    full.require_complete(Dtype::Fp32).unwrap();
+    assert!(full.pending.is_empty());
+    assert_eq!(full.calibration.len(), 1);
+    assert_eq!(
+        full.calibration[0].networks,
+        covering_archs(&cfg.space).unwrap().len()
+    );
+    // the two measured networks were not measured again: the rest, plus the fit
+    assert_eq!(steps, full.calibration[0].networks - 2 + 1);
 }

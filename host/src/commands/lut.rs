@@ -8,7 +8,7 @@ use mobile_core::lut::Lut;
 use mobile_core::onnx::Dtype;
 use mobile_core::runtime;
 use mobile_core::timing::TimingConfig;
-use mobile_core::validate::{ValidateReport, validate, validation_archs};
+use mobile_core::validate::{ROUNDS, ValidateReport, validate, validation_archs};
 
 use crate::progress::bar;
 
@@ -70,11 +70,15 @@ pub fn run(cmd: LutCommand) -> anyhow::Result<()> {
             } else {
                 table.timing
             };
-            let pb = bar(archs.len() * table.dtypes.len(), 0);
+            let pb = bar(archs.len() * table.dtypes.len() * ROUNDS, 0);
+            pb.set_message(format!(
+                "{} networks x {} dtypes x {ROUNDS} rounds",
+                archs.len(),
+                table.dtypes.len()
+            ));
             let cancel = AtomicBool::new(false);
-            let report = validate(&table, &archs, &timing, seed, &cancel, &mut |c, done, _| {
+            let report = validate(&table, &archs, &timing, seed, &cancel, &mut |done, _| {
                 pb.set_position(done as u64);
-                pb.set_message(format!("{} {} {:+.1}%", c.arch, c.dtype, c.error * 100.0));
             })?;
             pb.finish_and_clear();
             let text = serde_json::to_string_pretty(&report)?;
@@ -114,12 +118,15 @@ fn print_report(r: &ValidateReport) {
     }
     for s in &r.summary {
         println!(
-            "{}: {} networks, {:.0}% within ±10%, mean |error| {:.1}%, max {:.1}%",
+            "{}: {} networks, {:.0}% within ±10%, mean |error| {:.1}%, max {:.1}%; device now {:.2}x the table's time, relative to that: {:.0}% within ±10%, mean |error| {:.1}%",
             s.dtype,
             s.networks,
             s.within_10pct * 100.0,
             s.mean_abs_error * 100.0,
-            s.max_abs_error * 100.0
+            s.max_abs_error * 100.0,
+            s.drift,
+            s.within_10pct_relative * 100.0,
+            s.mean_abs_error_relative * 100.0
         );
     }
 }

@@ -1,0 +1,453 @@
+//! The in-network profiling method: ops timed where they really run, inside whole networks.
+//!
+//! A handful of covering networks ([`covering_archs`]) place every candidate at every layer at least
+//! once. Each is timed whole without the profiler (its wall time), then run under ONNX Runtime's profiler,
+//! whose per-kernel times are traced back to the layers ([`crate::attribution`]). The profiler's kernel
+//! times are not quite the kernels' cost in a plain run: each carries some of the profiler's own
+//! bookkeeping, and the executor's time between kernels is missing. Both are per-kernel costs, so per
+//! dtype one constant is fitted over the covering networks,
+//!
+//! ```text
+//! wall = (profiled kernel time) + β · (number of kernels)
+//! ```
+//!
+//! as the median over the networks of `(wall − kernel time) / kernels`, and each op's latency is
+//! `k + β·n` from its own profiled kernel time `k` and kernel count `n`; the kernels before the first
+//! layer (quantising the input, changing its layout) are the per-network overhead. (A free scale factor
+//! on `k` as well was tried: with nine similar networks and a noisy machine it traded off against β and
+//! made both meaningless. Kernel compute is what the profiler times best, so its scale is taken as 1.)
+//!
+//! The raw record of each network is kept in the table (`pending`) until the dtype's fit, so an
+//! interrupted profile resumes without measuring those networks again.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+use crate::attribution::{RunBreakdown, breakdown};
+use crate::error::{Error, Result};
+use crate::lut::{Entry, Lut, NETWORK_OVERHEAD};
+use crate::onnx::{Dtype, NetworkGraph, RandomWeights, arch_graph};
+use crate::profile::{ProfileConfig, build_at, random_inputs};
+use crate::runtime::run;
+use crate::space::Space;
+use crate::timing::{Stats, time_session};
+
+/// Networks that together place every candidate of every layer at least once: network `j` takes
+/// candidate `(j + l) mod n_l` at layer `l`, so neighbouring layers differ and an op that several
+/// layers share meets several contexts.
+pub fn covering_archs(space: &Space) -> Result<Vec<Arch>> {
+    let layers = space.layers();
+    let per_layer: Vec<_> = layers.iter().map(|l| space.candidates_at(l)).collect();
+    let n = per_layer.iter().map(Vec::len).max().unwrap_or(0);
+    (0..n)
+        .map(|j| {
+            let choices = per_layer
+                .iter()
+                .enumerate()
+                .map(|(l, c)| c[(j + l) % c.len()])
+                .collect();
+            Arch::new(&format!("cover-{j}"), space.clone(), choices)
+        })
+        .collect()
+}
+
+/// Profiled kernel time of one op (or of the network's edges) in one network.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OpRecord {
+    /// The op's key, or [`NETWORK_OVERHEAD`] for the edges.
+    pub op: String,
+    /// Kernels per run.
+    pub kernels: usize,
+    /// Profiled kernel time per run, µs.
+    pub samples: Vec<f64>,
+    /// The samples stayed too spread after a second measurement.
+    #[serde(default)]
+    pub noisy: bool,
+}
+
+/// The raw measurement of one covering network at one dtype.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NetworkRecord {
+    pub dtype: Dtype,
+    pub network: String,
+    /// Wall time of a run without the profiler (trimmed mean), µs.
+    pub wall: f64,
+    /// Profiled time of all kernels of a run (trimmed mean), µs, and their number.
+    pub kernel_time: f64,
+    pub kernels: usize,
+    pub edge: OpRecord,
+    pub ops: Vec<OpRecord>,
+}
+
+/// The fitted per-kernel correction of one dtype: `wall = kernel time + β·kernels`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Calibration {
+    pub dtype: Dtype,
+    /// β, µs per kernel (negative when the profiler's bookkeeping outweighs the executor's gaps).
+    pub per_kernel_us: f64,
+    pub networks: usize,
+    /// Largest |model − wall| / wall over the networks.
+    pub max_residual: f64,
+}
+
+static TRACE_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Sessions over which a network's profiled runs are spread: the same network in a fresh session can
+/// run an op markedly faster or slower (its buffers land elsewhere in memory).
+const PROFILED_SESSIONS: usize = 3;
+
+/// Runs `model` in a fresh session under ONNX Runtime's profiler: warm-up, then `runs` runs whose
+/// kernels are attributed to the network's ops. The trace file is deleted after reading.
+fn profiled_runs(
+    model: &[u8],
+    graph: &NetworkGraph,
+    input: &[f32],
+    runs: usize,
+    cfg: &ProfileConfig,
+    n_ops: usize,
+    cancel: &AtomicBool,
+) -> Result<Vec<RunBreakdown>> {
+    std::fs::create_dir_all(&cfg.trace_dir).map_err(|e| Error::io(&cfg.trace_dir, e))?;
+    let n = TRACE_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let prefix = cfg
+        .trace_dir
+        .join(format!("fbnet-trace-{}-{n}", std::process::id()));
+    let mut profiled = cfg.session.profiled_session(model, &prefix)?;
+    for _ in 0..cfg.timing.warmup_runs + runs {
+        run(&mut profiled, input, &graph.input_shape)?;
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+    }
+    let trace_path = PathBuf::from(profiled.end_profiling()?);
+    drop(profiled);
+    let text = std::fs::read_to_string(&trace_path).map_err(|e| Error::io(&trace_path, e));
+    let _ = std::fs::remove_file(&trace_path);
+    let mut all = breakdown(&text?, n_ops)?;
+    Ok(all.split_off(all.len().saturating_sub(runs)))
+}
+
+/// Profiled runs of `graph` spread over [`PROFILED_SESSIONS`] sessions.
+fn profiled_sessions(
+    model: &[u8],
+    graph: &NetworkGraph,
+    input: &[f32],
+    runs: usize,
+    cfg: &ProfileConfig,
+    n_ops: usize,
+    cancel: &AtomicBool,
+) -> Result<Vec<RunBreakdown>> {
+    let per_session = runs.div_ceil(PROFILED_SESSIONS).max(3);
+    let mut all = Vec::new();
+    for _ in 0..PROFILED_SESSIONS {
+        all.extend(profiled_runs(
+            model,
+            graph,
+            input,
+            per_session,
+            cfg,
+            n_ops,
+            cancel,
+        )?);
+    }
+    if all.is_empty() {
+        return Err(Error::Runtime("the profiler recorded no runs".into()));
+    }
+    Ok(all)
+}
+
+fn spread(samples: &[f64]) -> f64 {
+    Stats::from_samples(samples).map_or(f64::INFINITY, |s| s.spread())
+}
+
+/// Per-op records of a network's runs (ops of the same key pooled).
+fn op_records(arch: &Arch, runs: &[RunBreakdown]) -> Vec<OpRecord> {
+    let mut by_key: BTreeMap<String, OpRecord> = BTreeMap::new();
+    for (i, op) in arch.ops().iter().enumerate() {
+        if op.is_identity() {
+            continue;
+        }
+        let r = by_key.entry(op.key()).or_insert_with(|| OpRecord {
+            op: op.key(),
+            kernels: runs[0].kernels[i],
+            samples: Vec::new(),
+            noisy: false,
+        });
+        r.samples.extend(runs.iter().map(|run| run.ops[i]));
+    }
+    by_key.into_values().collect()
+}
+
+/// Measures one covering network at `dtype`: its wall time, then its kernels under the profiler. Ops
+/// whose samples are too spread get a second, longer measurement; the steadier samples are kept.
+pub fn measure_network(
+    arch: &Arch,
+    dtype: Dtype,
+    cfg: &ProfileConfig,
+    cancel: &AtomicBool,
+) -> Result<NetworkRecord> {
+    let n_ops = arch.ops().len();
+    let mut weights = RandomWeights { seed: cfg.seed };
+    let graph = build_at(dtype, cfg.session, cfg.seed, &mut |d, r| {
+        arch_graph(arch, d, &mut weights, r, 1, &[])
+    })?;
+    let model = graph.model.to_bytes();
+    let input = random_inputs(&graph.input_shape, 1, cfg.seed).remove(0);
+    // Plain and profiled sessions alternate, so a drift of the machine's speed shows in both the wall
+    // time and the kernel times instead of coming between them.
+    let share = cfg.timing.split(PROFILED_SESSIONS);
+    let mut walls = Vec::new();
+    let mut timed = Vec::new();
+    for _ in 0..PROFILED_SESSIONS {
+        let mut plain = cfg.session.session(&model)?;
+        let wall = time_session(&mut plain, &input, &graph.input_shape, &share, cancel)?;
+        drop(plain);
+        let runs = wall.count.clamp(share.min_runs, share.max_runs);
+        timed.extend(profiled_runs(
+            &model, &graph, &input, runs, cfg, n_ops, cancel,
+        )?);
+        walls.push(wall.trimmed_mean);
+    }
+    walls.sort_by(f64::total_cmp);
+    let wall = walls[walls.len() / 2];
+    if timed.is_empty() {
+        return Err(Error::Runtime("the profiler recorded no runs".into()));
+    }
+    let mut ops = op_records(arch, &timed);
+    let max = cfg.timing.max_spread;
+    if ops.iter().any(|o| spread(&o.samples) > max) {
+        let again = profiled_sessions(&model, &graph, &input, 2 * timed.len(), cfg, n_ops, cancel)?;
+        for (o, a) in ops.iter_mut().zip(op_records(arch, &again)) {
+            if spread(&a.samples) < spread(&o.samples) {
+                *o = a;
+            }
+        }
+        for o in &mut ops {
+            o.noisy = spread(&o.samples) > max;
+        }
+    }
+    let kernel_times: Vec<f64> = timed.iter().map(RunBreakdown::kernel_time).collect();
+    let kernel_time = Stats::from_samples(&kernel_times)
+        .map(|s| s.trimmed_mean)
+        .unwrap_or_default();
+    Ok(NetworkRecord {
+        dtype,
+        network: arch.name.clone(),
+        wall,
+        kernel_time,
+        kernels: timed[0].kernel_count(),
+        edge: OpRecord {
+            op: NETWORK_OVERHEAD.into(),
+            kernels: timed[0].edge_kernels,
+            samples: timed.iter().map(|r| r.edge).collect(),
+            noisy: false,
+        },
+        ops,
+    })
+}
+
+/// Fits β of `wall = kernel_time + β·kernels` as the median of the networks' `(wall − kernel_time) /
+/// kernels` (a median, so one network measured in a slow spell does not move it).
+pub fn fit(dtype: Dtype, records: &[&NetworkRecord]) -> Calibration {
+    let mut per_kernel: Vec<f64> = records
+        .iter()
+        .filter(|r| r.kernels > 0)
+        .map(|r| (r.wall - r.kernel_time) / r.kernels as f64)
+        .collect();
+    per_kernel.sort_by(f64::total_cmp);
+    let beta = match per_kernel.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => per_kernel[n / 2],
+        n => (per_kernel[n / 2 - 1] + per_kernel[n / 2]) / 2.0,
+    };
+    let max_residual = records
+        .iter()
+        .map(|r| ((r.kernel_time + beta * r.kernels as f64) - r.wall).abs() / r.wall)
+        .fold(0.0, f64::max);
+    Calibration {
+        dtype,
+        per_kernel_us: beta,
+        networks: records.len(),
+        max_residual,
+    }
+}
+
+impl Calibration {
+    /// Latency samples of an op from its profiled kernel samples. Never below a twentieth of the
+    /// kernel time: on microscopic networks the per-kernel term could otherwise exceed the op.
+    pub fn apply(&self, record: &OpRecord) -> Vec<f64> {
+        let offset = self.per_kernel_us * record.kernels as f64;
+        record
+            .samples
+            .iter()
+            .map(|k| (k + offset).max(0.05 * k))
+            .collect()
+    }
+}
+
+/// Turns the pending network records of `dtype` into entries for the ops the table lacks and the
+/// network overhead, and drops the records.
+pub fn finalize(lut: &mut Lut, dtype: Dtype) -> Result<()> {
+    let (records, rest): (Vec<NetworkRecord>, Vec<NetworkRecord>) =
+        lut.pending.drain(..).partition(|r| r.dtype == dtype);
+    lut.pending = rest;
+    let refs: Vec<&NetworkRecord> = records.iter().collect();
+    let cal = fit(dtype, &refs);
+    let mut pooled: BTreeMap<&str, (Vec<f64>, bool)> = BTreeMap::new();
+    for r in &records {
+        for o in &r.ops {
+            let slot = pooled.entry(o.op.as_str()).or_default();
+            slot.0.extend(cal.apply(o));
+            slot.1 |= o.noisy;
+        }
+    }
+    for op in lut.missing(dtype) {
+        let key = op.key();
+        let (samples, noisy) = pooled.get(key.as_str()).ok_or_else(|| {
+            Error::Runtime(format!("no covering network measured `{key}` ({dtype})"))
+        })?;
+        let stats = Stats::from_samples(samples)
+            .filter(|s| s.trimmed_mean > 0.0 && s.p10 > 0.0)
+            .ok_or_else(|| {
+                Error::Runtime(format!("no time could be attributed to `{key}` ({dtype})"))
+            })?;
+        lut.entries.push(Entry {
+            op: key,
+            dtype,
+            stats,
+            noisy: *noisy,
+        });
+    }
+    if lut.overhead(dtype).is_none() {
+        let samples: Vec<f64> = records.iter().flat_map(|r| cal.apply(&r.edge)).collect();
+        let stats = Stats::from_samples(&samples)
+            .ok_or_else(|| Error::Runtime("no overhead samples".into()))?;
+        lut.overhead.push(Entry {
+            op: NETWORK_OVERHEAD.into(),
+            dtype,
+            stats,
+            noisy: false,
+        });
+    }
+    lut.calibration.retain(|c| c.dtype != dtype);
+    lut.calibration.push(cal);
+    Ok(())
+}
+
+/// Profiles the dtypes of `cfg` the table lacks with the covering networks. `after_step` is called
+/// after each network and after each dtype's fit (to save the table and report progress).
+pub fn profile_in_network(
+    cfg: &ProfileConfig,
+    lut: &mut Lut,
+    cancel: &AtomicBool,
+    after_step: &mut dyn FnMut(&Lut, String) -> Result<()>,
+) -> Result<()> {
+    let archs = covering_archs(&cfg.space)?;
+    for &dtype in &cfg.dtypes {
+        if lut.missing(dtype).is_empty() && lut.overhead(dtype).is_some() {
+            continue;
+        }
+        for arch in &archs {
+            let done = lut
+                .pending
+                .iter()
+                .any(|r| r.dtype == dtype && r.network == arch.name);
+            if done {
+                continue;
+            }
+            let record = measure_network(arch, dtype, cfg, cancel)?;
+            let step = format!(
+                "{} {dtype}: {:.0} us, {} kernels",
+                arch.name, record.wall, record.kernels
+            );
+            lut.pending.push(record);
+            after_step(lut, step)?;
+        }
+        finalize(lut, dtype)?;
+        after_step(lut, format!("{dtype}: table entries fitted"))?;
+    }
+    Ok(())
+}
+
+/// Steps [`profile_in_network`] will take for `lut`: one per covering network still to measure, plus
+/// one fit per dtype.
+pub fn planned_steps(cfg: &ProfileConfig, lut: &Lut) -> Result<usize> {
+    let archs = covering_archs(&cfg.space)?;
+    Ok(cfg
+        .dtypes
+        .iter()
+        .filter(|d| !(lut.missing(**d).is_empty() && lut.overhead(**d).is_some()))
+        .map(|&d| {
+            1 + archs
+                .iter()
+                .filter(|a| {
+                    !lut.pending
+                        .iter()
+                        .any(|r| r.dtype == d && r.network == a.name)
+                })
+                .count()
+        })
+        .sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(kernel_time: f64, kernels: usize, wall: f64) -> NetworkRecord {
+        NetworkRecord {
+            dtype: Dtype::Fp32,
+            network: String::new(),
+            wall,
+            kernel_time,
+            kernels,
+            edge: OpRecord {
+                op: NETWORK_OVERHEAD.into(),
+                kernels: 0,
+                samples: vec![],
+                noisy: false,
+            },
+            ops: vec![],
+        }
+    }
+
+    #[test]
+    fn the_fit_is_the_median_per_kernel_gap() {
+        // four networks with wall = K − 1.8·N, one measured in a slow spell
+        let mut recs: Vec<NetworkRecord> =
+            [(6000.0, 120), (7000.0, 80), (5000.0, 70), (8000.0, 130)]
+                .iter()
+                .map(|&(k, n)| record(k, n, k - 1.8 * n as f64))
+                .collect();
+        recs.push(record(6000.0, 100, 9000.0));
+        let refs: Vec<&NetworkRecord> = recs.iter().collect();
+        let c = fit(Dtype::Fp32, &refs);
+        assert!((c.per_kernel_us + 1.8).abs() < 1e-9, "{c:?}");
+        assert!(
+            c.max_residual > 0.3,
+            "the slow network shows as a residual: {c:?}"
+        );
+        assert_eq!(fit(Dtype::Fp32, &[]).per_kernel_us, 0.0);
+    }
+
+    #[test]
+    fn op_latency_follows_the_fit_but_stays_positive() {
+        let c = Calibration {
+            dtype: Dtype::Fp32,
+            per_kernel_us: -2.0,
+            networks: 9,
+            max_residual: 0.0,
+        };
+        let r = OpRecord {
+            op: "x".into(),
+            kernels: 3,
+            samples: vec![100.0, 4.0],
+            noisy: false,
+        };
+        assert_eq!(c.apply(&r), vec![94.0, 0.2]);
+    }
+}
