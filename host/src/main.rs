@@ -34,7 +34,18 @@ enum Command {
     Lut(lut::LutCommand),
 }
 
+/// Restores the default SIGPIPE action, which Rust programs ignore, so that `fbnet lut show T | head`
+/// ends quietly like any Unix tool instead of panicking on the closed pipe.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any other thread exists; SIG_DFL is a valid action.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     match cli.command {
         Command::Space(c) => space::run(c),

@@ -156,6 +156,22 @@ fn show(lut: &Lut) -> anyhow::Result<()> {
         lut.runtime.session.threads,
         lut.created
     );
+    println!("measured {} ({})", lut.method, lut.runtime.optimization);
+    for c in &lut.calibration {
+        println!(
+            "{}: per-kernel correction {:+.2} us over {} covering networks (largest residual {:.1}%)",
+            c.dtype,
+            c.per_kernel_us,
+            c.networks,
+            c.max_residual * 100.0
+        );
+    }
+    for e in &lut.overhead {
+        println!(
+            "{}: per-network overhead {:.1} us",
+            e.dtype, e.stats.trimmed_mean
+        );
+    }
     for d in &lut.dtypes {
         let missing = lut.missing(*d).len();
         if missing > 0 {
