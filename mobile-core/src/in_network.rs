@@ -34,7 +34,7 @@ use crate::onnx::{Dtype, NetworkGraph, RandomWeights, arch_graph};
 use crate::profile::{ProfileConfig, build_at, random_inputs};
 use crate::runtime::run;
 use crate::space::Space;
-use crate::timing::{Stats, time_session};
+use crate::timing::{Stats, TimingConfig, time_session};
 
 /// Networks that together place every candidate of every layer at least once: network `j` takes
 /// candidate `(j + l) mod n_l` at layer `l`, so neighbouring layers differ and an op that several
@@ -100,64 +100,54 @@ static TRACE_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// run an op markedly faster or slower (its buffers land elsewhere in memory).
 const PROFILED_SESSIONS: usize = 3;
 
-/// Runs `model` in a fresh session under ONNX Runtime's profiler: warm-up, then `runs` runs whose
-/// kernels are attributed to the network's ops. The trace file is deleted after reading.
-fn profiled_runs(
-    model: &[u8],
-    graph: &NetworkGraph,
-    input: &[f32],
-    runs: usize,
-    cfg: &ProfileConfig,
+/// A covering network built for measurement, with what every run of it needs.
+struct Subject<'a> {
+    model: Vec<u8>,
+    graph: NetworkGraph,
+    input: Vec<f32>,
     n_ops: usize,
-    cancel: &AtomicBool,
-) -> Result<Vec<RunBreakdown>> {
-    std::fs::create_dir_all(&cfg.trace_dir).map_err(|e| Error::io(&cfg.trace_dir, e))?;
-    let n = TRACE_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let prefix = cfg
-        .trace_dir
-        .join(format!("fbnet-trace-{}-{n}", std::process::id()));
-    let mut profiled = cfg.session.profiled_session(model, &prefix)?;
-    for _ in 0..cfg.timing.warmup_runs + runs {
-        run(&mut profiled, input, &graph.input_shape)?;
-        if cancel.load(Ordering::Relaxed) {
-            return Err(Error::Cancelled);
-        }
-    }
-    let trace_path = PathBuf::from(profiled.end_profiling()?);
-    drop(profiled);
-    let text = std::fs::read_to_string(&trace_path).map_err(|e| Error::io(&trace_path, e));
-    let _ = std::fs::remove_file(&trace_path);
-    let mut all = breakdown(&text?, n_ops)?;
-    Ok(all.split_off(all.len().saturating_sub(runs)))
+    cfg: &'a ProfileConfig,
+    cancel: &'a AtomicBool,
 }
 
-/// Profiled runs of `graph` spread over [`PROFILED_SESSIONS`] sessions.
-fn profiled_sessions(
-    model: &[u8],
-    graph: &NetworkGraph,
-    input: &[f32],
-    runs: usize,
-    cfg: &ProfileConfig,
-    n_ops: usize,
-    cancel: &AtomicBool,
-) -> Result<Vec<RunBreakdown>> {
-    let per_session = runs.div_ceil(PROFILED_SESSIONS).max(3);
-    let mut all = Vec::new();
-    for _ in 0..PROFILED_SESSIONS {
-        all.extend(profiled_runs(
-            model,
-            graph,
-            input,
-            per_session,
-            cfg,
-            n_ops,
-            cancel,
-        )?);
+impl Subject<'_> {
+    /// Runs the network in a fresh session under ONNX Runtime's profiler: warm-up, then `runs` runs
+    /// whose kernels are attributed to the network's ops. The trace file is deleted after reading.
+    fn profiled_runs(&self, runs: usize) -> Result<Vec<RunBreakdown>> {
+        let cfg = self.cfg;
+        std::fs::create_dir_all(&cfg.trace_dir).map_err(|e| Error::io(&cfg.trace_dir, e))?;
+        let n = TRACE_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let prefix = cfg
+            .trace_dir
+            .join(format!("fbnet-trace-{}-{n}", std::process::id()));
+        let mut profiled = cfg.session.profiled_session(&self.model, &prefix)?;
+        for _ in 0..cfg.timing.warmup_runs + runs {
+            run(&mut profiled, &self.input, &self.graph.input_shape)?;
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(Error::Cancelled);
+            }
+        }
+        let trace_path = PathBuf::from(profiled.end_profiling()?);
+        drop(profiled);
+        let text = std::fs::read_to_string(&trace_path).map_err(|e| Error::io(&trace_path, e));
+        let _ = std::fs::remove_file(&trace_path);
+        let mut all = breakdown(&text?, self.n_ops)?;
+        Ok(all.split_off(all.len().saturating_sub(runs)))
     }
-    if all.is_empty() {
-        return Err(Error::Runtime("the profiler recorded no runs".into()));
+
+    /// Wall time of plain runs (no profiler) in a fresh session, timed as `timing` says: the trimmed
+    /// mean in µs and the number of runs it took.
+    fn plain_runs(&self, timing: &TimingConfig) -> Result<(f64, usize)> {
+        let mut plain = self.cfg.session.session(&self.model)?;
+        let wall = time_session(
+            &mut plain,
+            &self.input,
+            &self.graph.input_shape,
+            timing,
+            self.cancel,
+        )?;
+        Ok((wall.trimmed_mean, wall.count))
     }
-    Ok(all)
 }
 
 fn spread(samples: &[f64]) -> f64 {
@@ -195,22 +185,23 @@ pub fn measure_network(
     let graph = build_at(dtype, cfg.session, cfg.seed, &mut |d, r| {
         arch_graph(arch, d, &mut weights, r, 1, &[])
     })?;
-    let model = graph.model.to_bytes();
-    let input = random_inputs(&graph.input_shape, 1, cfg.seed).remove(0);
-    // Plain and profiled sessions alternate, so a drift of the machine's speed shows in both the wall
-    // time and the kernel times instead of coming between them.
+    let subject = Subject {
+        model: graph.model.to_bytes(),
+        input: random_inputs(&graph.input_shape, 1, cfg.seed).remove(0),
+        graph,
+        n_ops,
+        cfg,
+        cancel,
+    };
+    // Plain and profiled sessions alternate (PROFILED_SESSIONS of each), so a drift of the machine's
+    // speed shows in both the wall time and the kernel times instead of coming between them.
     let share = cfg.timing.split(PROFILED_SESSIONS);
     let mut walls = Vec::new();
     let mut timed = Vec::new();
     for _ in 0..PROFILED_SESSIONS {
-        let mut plain = cfg.session.session(&model)?;
-        let wall = time_session(&mut plain, &input, &graph.input_shape, &share, cancel)?;
-        drop(plain);
-        let runs = wall.count.clamp(share.min_runs, share.max_runs);
-        timed.extend(profiled_runs(
-            &model, &graph, &input, runs, cfg, n_ops, cancel,
-        )?);
-        walls.push(wall.trimmed_mean);
+        let (wall, count) = subject.plain_runs(&share)?;
+        walls.push(wall);
+        timed.extend(subject.profiled_runs(count.clamp(share.min_runs, share.max_runs))?);
     }
     walls.sort_by(f64::total_cmp);
     let wall = walls[walls.len() / 2];
@@ -220,7 +211,12 @@ pub fn measure_network(
     let mut ops = op_records(arch, &timed);
     let max = cfg.timing.max_spread;
     if ops.iter().any(|o| spread(&o.samples) > max) {
-        let again = profiled_sessions(&model, &graph, &input, 2 * timed.len(), cfg, n_ops, cancel)?;
+        // Once more, with twice the runs, in as many fresh sessions.
+        let per_session = (2 * timed.len()).div_ceil(PROFILED_SESSIONS);
+        let mut again = Vec::new();
+        for _ in 0..PROFILED_SESSIONS {
+            again.extend(subject.profiled_runs(per_session)?);
+        }
         for (o, a) in ops.iter_mut().zip(op_records(arch, &again)) {
             if spread(&a.samples) < spread(&o.samples) {
                 *o = a;

@@ -122,7 +122,7 @@ pub fn emit_op(
     }
 }
 
-/// Emits a sequence of ops on input `[batch, cin, hw, hw]`, prefixes chosen by `prefix_of`.
+/// Emits a sequence of (parameter prefix, op) on an input `[batch, cin, hw, hw]` of the first op.
 fn build(
     name: &str,
     ops: &[(String, Op)],
