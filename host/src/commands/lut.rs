@@ -175,7 +175,10 @@ fn show(lut: &Lut) -> anyhow::Result<()> {
     for d in &lut.dtypes {
         let missing = lut.missing(*d).len();
         if missing > 0 {
-            println!("{d}: {missing} ops not yet measured (resume with `fbnet profile --resume`)");
+            let networks = lut.pending.iter().filter(|r| r.dtype == *d).count();
+            println!(
+                "{d}: {missing} ops not yet measured, {networks} covering networks waiting for the fit (resume with `fbnet profile --resume`)"
+            );
         }
     }
     let noisy: std::collections::BTreeSet<(String, Dtype)> = lut

@@ -1,8 +1,10 @@
 //! `fbnet profile`: the host run of what the phone app does when the user taps "Profile device".
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use mobile_core::Error;
 use mobile_core::device::DeviceInfo;
 use mobile_core::lut::Lut;
 use mobile_core::profile::{Method, ProfileConfig, profile};
@@ -101,14 +103,28 @@ pub fn run(a: ProfileArgs) -> anyhow::Result<()> {
     );
     let already = resume.as_ref().map_or(0, |l| l.entries.len());
     let pb = bar(ops.max(already), already);
-    let cancel = AtomicBool::new(false);
+    // Ctrl-C sets the cancel flag: the profile stops after the run in flight, and the table saved
+    // after the last finished step stays on disk for `--resume`.
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&cancel);
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
     let start = std::time::Instant::now();
-    let lut = profile(&cfg, resume, Some(&out), &cancel, &mut |p| {
+    let result = profile(&cfg, resume, Some(&out), &cancel, &mut |p| {
         pb.set_length(p.total as u64);
         pb.set_position(p.done as u64);
         pb.set_message(p.step.clone());
-    })?;
+    });
     pb.finish_and_clear();
+    let lut = match result {
+        Err(Error::Cancelled) => {
+            anyhow::bail!(
+                "interrupted; what was measured is saved in {} (continue with --resume --out {})",
+                out.display(),
+                out.display()
+            )
+        }
+        other => other?,
+    };
     let noisy = lut.entries.iter().filter(|e| e.noisy).count();
     println!(
         "{} entries in {:.1} s ({} noisy) -> {}",
