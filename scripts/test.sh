@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh Debian machine: installs what the tests need (the ONNX
-# Runtime library from PyPI into fbnet's cache folder), then builds and runs the suite, and closes with
-# one line counting every test of every test binary.
+# Runtime library from PyPI into fbnet's cache folder, Debian's Fashion-MNIST package), then builds and
+# runs the suite, and closes with one line counting every test of every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-ort.sh
+# Fashion-MNIST for the dataset tests, from Debian's package (FBNET_FASHION_MNIST overrides the folder).
+if [ -z "${FBNET_FASHION_MNIST:-}" ] && [ ! -d /usr/share/datasets/fashion-mnist ]; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get install -y --no-install-recommends dataset-fashion-mnist >/dev/null ||
+        { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-install-recommends dataset-fashion-mnist >/dev/null; }
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked "$@" 2>&1 | tee "$log"

@@ -1,0 +1,4 @@
+//! The host side of fbnet: what the command line and the trainer share (datasets so far; the super net,
+//! search and training come next).
+
+pub mod data;
