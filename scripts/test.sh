@@ -12,6 +12,9 @@ if [ -z "${FBNET_FASHION_MNIST:-}" ] && [ ! -d /usr/share/datasets/fashion-mnist
     $sudo apt-get install -y --no-install-recommends dataset-fashion-mnist >/dev/null ||
         { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-install-recommends dataset-fashion-mnist >/dev/null; }
 fi
+# Some tests time real ONNX Runtime sessions and compare timings; other tests running beside them on a
+# 2-core machine would distort what they measure, so test functions run one at a time.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-1}"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked "$@" 2>&1 | tee "$log"

@@ -53,11 +53,14 @@ fn covering_networks_place_every_candidate_at_every_layer() {
 fn in_network_profile_fills_a_table_that_predicts_whole_networks() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("lut.json");
-    let cfg = config(
+    let mut cfg = config(
         Method::InNetwork,
         vec![Dtype::Fp32, Dtype::Int8],
         dir.path(),
     );
+    // Networks of about half a millisecond: large enough that kernels are not all timer noise, small
+    // enough for a quick test.
+    cfg.space = Space::fbnet_small().with_variant(Some(28), Some(0.5), Some(10));
     let mut steps = Vec::new();
     let lut = profile(&cfg, None, Some(&out), &AtomicBool::new(false), &mut |p| {
         steps.push((p.done, p.total))
@@ -81,10 +84,11 @@ fn in_network_profile_fills_a_table_that_predicts_whole_networks() {
     let back = Lut::load(&out).unwrap();
     assert_eq!(back, lut);
 
-    // predictions are sums of entries and land near measured whole networks (loose bound: these
-    // networks run in tens of microseconds, where timer noise is large; double counting or missing
-    // attribution would be off by far more)
-    let archs = validation_archs(&lut.space, 2, 3).unwrap();
+    // Predictions are sums of entries and track measured whole networks. The machine's speed may
+    // drift between profiling and validating (and quick timing is rough), so the bounds are loose: the
+    // overall level within a factor of 1.6 either way (double counting every op would be 2x), and the
+    // networks relative to each other within 25% on average (scrambled attribution breaks that).
+    let archs = validation_archs(&lut.space, 3, 3).unwrap();
     let report = validate(
         &lut,
         &archs,
@@ -95,15 +99,20 @@ fn in_network_profile_fills_a_table_that_predicts_whole_networks() {
     )
     .unwrap();
     assert_eq!(report.checks.len(), archs.len() * 2);
-    for c in &report.checks {
-        assert!(c.predicted_us > 0.0 && c.measured_us > 0.0);
+    assert!(
+        report
+            .checks
+            .iter()
+            .all(|c| c.predicted_us > 0.0 && c.measured_us > 0.0)
+    );
+    for s in &report.summary {
         assert!(
-            c.error.abs() < 0.6,
-            "{} {}: predicted {} measured {}",
-            c.arch,
-            c.dtype,
-            c.predicted_us,
-            c.measured_us
+            (1.0 / 1.6..1.6).contains(&s.drift) && s.mean_abs_error_relative < 0.25,
+            "{}: measured/predicted {:.2}, relative mean |error| {:.2}: {:#?}",
+            s.dtype,
+            s.drift,
+            s.mean_abs_error_relative,
+            report.checks
         );
     }
 }
