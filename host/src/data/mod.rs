@@ -13,6 +13,7 @@ pub use cifar::{CIFAR10_CLASSES, load_cifar_batches, load_cifar10};
 pub use idx::{FASHION_MNIST_CLASSES, load_fashion_mnist, load_idx};
 
 use anyhow::{Result, ensure};
+use mobile_core::onnx::weights::SplitMix;
 
 /// An in-memory image classification dataset.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,27 +27,6 @@ pub struct Dataset {
     pub width: usize,
     /// Class names, indexed by label.
     pub classes: Vec<String>,
-}
-
-/// A small seeded generator (SplitMix64) for reproducible subsets, splits and shuffles.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Fisher–Yates shuffle.
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            v.swap(i, j);
-        }
-    }
 }
 
 impl Dataset {
@@ -93,7 +73,7 @@ impl Dataset {
             self.classes.len()
         );
         let mut all: Vec<usize> = (0..self.classes.len()).collect();
-        Rng(seed).shuffle(&mut all);
+        SplitMix::new(seed).shuffle(&mut all);
         let mut chosen = all[..n].to_vec();
         chosen.sort_unstable();
         let mut map = vec![None; self.classes.len()];
@@ -119,7 +99,7 @@ impl Dataset {
             fraction > 0.0 && fraction < 1.0,
             "split fraction {fraction} must be between 0 and 1"
         );
-        let mut rng = Rng(seed);
+        let mut rng = SplitMix::new(seed);
         let (mut first, mut second) = (Vec::new(), Vec::new());
         for class in 0..self.classes.len() as u32 {
             let mut members: Vec<usize> = (0..self.len())
