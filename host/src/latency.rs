@@ -1,0 +1,154 @@
+//! The latency side of DNAS (paper section 3.2): per-layer candidate latencies from a lookup table, and
+//! the loss that combines cross-entropy with the expected latency of the stochastic super net.
+//!
+//! With `m_l` the (Gumbel-softmax) mixing weights of layer `l`, the expected latency is
+//! `LAT = fixed + Σ_l Σ_i m_{l,i} · LUT(b_{l,i})` (eq. 3 made differentiable, eq. 7 of section 3.3), in µs.
+//! The paper's loss is `CE · α · (log LAT)^β` (eq. 2, α = 0.2, β = 0.6 in its appendix); NNI also offers
+//! the additive `CE + α · LAT^β`.
+
+use anyhow::{Result, ensure};
+use candle_core::{D, Tensor};
+use mobile_core::lut::Lut;
+use mobile_core::onnx::Dtype;
+use mobile_core::ops::Op;
+use mobile_core::{Block, Space};
+
+/// Candidate latencies of every searchable layer of a space, from a table, at one dtype.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LatencyTable {
+    pub dtype: Dtype,
+    /// Stem, head, classifier and the table's per-network overhead, µs.
+    pub fixed_us: f64,
+    /// Per layer, the candidates in the space's order (`Space::candidates_at`)…
+    pub candidates: Vec<Vec<Block>>,
+    /// …and their latencies, µs (`skip` costs 0).
+    pub layers: Vec<Vec<f64>>,
+}
+
+impl LatencyTable {
+    /// Reads the latencies of `space` from `lut`. The table must be for this very space (hash) and
+    /// complete at `dtype`.
+    pub fn new(lut: &Lut, space: &Space, dtype: Dtype) -> Result<LatencyTable> {
+        lut.check_space(space)?;
+        lut.require_complete(dtype)?;
+        let mut fixed_us = lut.latency(&space.stem_op(), dtype)?;
+        for op in space.tail_ops() {
+            fixed_us += lut.latency(&op, dtype)?;
+        }
+        fixed_us += lut.overhead(dtype).map_or(0.0, |e| e.stats.trimmed_mean);
+        let mut candidates = Vec::new();
+        let mut layers = Vec::new();
+        for layer in space.layers() {
+            let blocks = space.candidates_at(&layer);
+            let lat = blocks
+                .iter()
+                .map(|&block| {
+                    let op = Op::Block {
+                        block,
+                        cin: layer.cin,
+                        cout: layer.cout,
+                        hw: layer.hw_in,
+                        stride: layer.stride,
+                    };
+                    lut.latency(&op, dtype)
+                })
+                .collect::<mobile_core::Result<Vec<f64>>>()?;
+            candidates.push(blocks);
+            layers.push(lat);
+        }
+        Ok(LatencyTable {
+            dtype,
+            fixed_us,
+            candidates,
+            layers,
+        })
+    }
+
+    /// Expected latency (µs) of the distribution `probs` (one probability vector per layer).
+    pub fn expected_us(&self, probs: &[Vec<f64>]) -> f64 {
+        self.fixed_us
+            + self
+                .layers
+                .iter()
+                .zip(probs)
+                .map(|(lat, p)| lat.iter().zip(p).map(|(l, p)| l * p).sum::<f64>())
+                .sum::<f64>()
+    }
+
+    /// The differentiable expected latency (µs, a scalar tensor) of the layers' mixing weights `m`
+    /// (one `[n_l]` tensor per layer).
+    pub fn expected(&self, m: &[Tensor]) -> Result<Tensor> {
+        ensure!(
+            m.len() == self.layers.len(),
+            "{} mixing vectors for {} layers",
+            m.len(),
+            self.layers.len()
+        );
+        let device = m[0].device();
+        let mut total = Tensor::new(self.fixed_us as f32, device)?;
+        for (weights, lat) in m.iter().zip(&self.layers) {
+            let lat: Vec<f32> = lat.iter().map(|&v| v as f32).collect();
+            let lat = Tensor::new(lat.as_slice(), device)?;
+            total = total.add(&weights.mul(&lat)?.sum_all()?)?;
+        }
+        Ok(total)
+    }
+}
+
+/// How cross-entropy and latency are combined.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LatencyLoss {
+    /// The paper's `CE · α · (log LAT)^β`.
+    Multiplicative { alpha: f64, beta: f64 },
+    /// NNI's `CE + α · LAT^β`.
+    Additive { alpha: f64, beta: f64 },
+}
+
+impl Default for LatencyLoss {
+    /// The paper's loss with its appendix's α = 0.2, β = 0.6.
+    fn default() -> Self {
+        LatencyLoss::Multiplicative {
+            alpha: 0.2,
+            beta: 0.6,
+        }
+    }
+}
+
+impl LatencyLoss {
+    /// The loss from a scalar cross-entropy and a scalar expected latency in µs.
+    pub fn combine(&self, ce: &Tensor, lat_us: &Tensor) -> Result<Tensor> {
+        Ok(match *self {
+            LatencyLoss::Multiplicative { alpha, beta } => {
+                let term = lat_us.log()?.powf(beta)?.affine(alpha, 0.0)?;
+                ce.mul(&term)?
+            }
+            LatencyLoss::Additive { alpha, beta } => {
+                ce.add(&lat_us.powf(beta)?.affine(alpha, 0.0)?)?
+            }
+        })
+    }
+}
+
+/// Soft Gumbel-softmax `softmax((θ + g) / τ)` over the last dimension, with Gumbel noise
+/// `g = −log(−log u)` drawn from the seeded host generator (candle's CPU generator cannot be seeded,
+/// and its own `gumbel_softmax` returns a hard argmax without gradient). Differentiable in θ.
+pub fn gumbel_softmax(
+    theta: &Tensor,
+    tau: f64,
+    rng: &mut mobile_core::onnx::weights::SplitMix,
+) -> Result<Tensor> {
+    ensure!(
+        tau > 0.0 && tau.is_finite(),
+        "temperature {tau} must be positive"
+    );
+    let n = theta.elem_count();
+    let noise: Vec<f32> = (0..n)
+        .map(|_| {
+            let u = rng.uniform().clamp(1e-12, 1.0 - 1e-12);
+            -(-(u.ln())).ln() as f32
+        })
+        .collect();
+    let g = Tensor::from_vec(noise, theta.shape(), theta.device())?;
+    let logits = theta.add(&g)?.affine(1.0 / tau, 0.0)?;
+    Ok(candle_nn::ops::softmax(&logits, D::Minus1)?)
+}
