@@ -344,15 +344,11 @@ pub fn profile_in_network(
 ) -> Result<()> {
     let archs = covering_archs(&cfg.space)?;
     for &dtype in &cfg.dtypes {
-        if lut.missing(dtype).is_empty() && lut.overhead(dtype).is_some() {
+        if lut.require_complete(dtype).is_ok() {
             continue;
         }
         for arch in &archs {
-            let done = lut
-                .pending
-                .iter()
-                .any(|r| r.dtype == dtype && r.network == arch.name);
-            if done {
+            if measured(lut, dtype, &arch.name) {
                 continue;
             }
             let record = measure_network(arch, dtype, cfg, cancel)?;
@@ -376,18 +372,16 @@ pub fn planned_steps(cfg: &ProfileConfig, lut: &Lut) -> Result<usize> {
     Ok(cfg
         .dtypes
         .iter()
-        .filter(|d| !(lut.missing(**d).is_empty() && lut.overhead(**d).is_some()))
-        .map(|&d| {
-            1 + archs
-                .iter()
-                .filter(|a| {
-                    !lut.pending
-                        .iter()
-                        .any(|r| r.dtype == d && r.network == a.name)
-                })
-                .count()
-        })
+        .filter(|&&d| lut.require_complete(d).is_err())
+        .map(|&d| 1 + archs.iter().filter(|a| !measured(lut, d, &a.name)).count())
         .sum())
+}
+
+/// Whether a partial table already holds the record of covering network `name` at `dtype`.
+fn measured(lut: &Lut, dtype: Dtype, name: &str) -> bool {
+    lut.pending
+        .iter()
+        .any(|r| r.dtype == dtype && r.network == name)
 }
 
 #[cfg(test)]
