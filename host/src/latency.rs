@@ -10,7 +10,6 @@ use anyhow::{Result, ensure};
 use candle_core::{D, Tensor};
 use mobile_core::lut::Lut;
 use mobile_core::onnx::Dtype;
-use mobile_core::ops::Op;
 use mobile_core::{Block, Space};
 
 /// Candidate latencies of every searchable layer of a space, from a table, at one dtype.
@@ -42,16 +41,7 @@ impl LatencyTable {
             let blocks = space.candidates_at(&layer);
             let lat = blocks
                 .iter()
-                .map(|&block| {
-                    let op = Op::Block {
-                        block,
-                        cin: layer.cin,
-                        cout: layer.cout,
-                        hw: layer.hw_in,
-                        stride: layer.stride,
-                    };
-                    lut.latency(&op, dtype)
-                })
+                .map(|&block| lut.latency(&layer.op(block), dtype))
                 .collect::<mobile_core::Result<Vec<f64>>>()?;
             candidates.push(blocks);
             layers.push(lat);

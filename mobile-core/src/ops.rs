@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use crate::arch::Arch;
-use crate::space::{Block, Space};
+use crate::space::{Block, LayerSpec, Space};
 
 /// One operator of a network, with every shape needed to build, time and count it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -184,6 +184,19 @@ impl fmt::Display for Op {
     }
 }
 
+impl LayerSpec {
+    /// The op of `block` placed at this layer.
+    pub fn op(&self, block: Block) -> Op {
+        Op::Block {
+            block,
+            cin: self.cin,
+            cout: self.cout,
+            hw: self.hw_in,
+            stride: self.stride,
+        }
+    }
+}
+
 impl Space {
     /// The fixed op in front of the searchable layers.
     pub fn stem_op(&self) -> Op {
@@ -218,13 +231,7 @@ impl Space {
         set.insert(self.stem_op());
         for layer in self.layers() {
             for block in self.candidates_at(&layer) {
-                let op = Op::Block {
-                    block,
-                    cin: layer.cin,
-                    cout: layer.cout,
-                    hw: layer.hw_in,
-                    stride: layer.stride,
-                };
+                let op = layer.op(block);
                 if !op.is_identity() {
                     set.insert(op);
                 }
@@ -239,13 +246,7 @@ impl Arch {
     /// The network as a sequence of ops: stem, one op per layer (skip included), head, classifier.
     pub fn ops(&self) -> Vec<Op> {
         let mut ops = vec![self.space.stem_op()];
-        ops.extend(self.layers().map(|(layer, block)| Op::Block {
-            block,
-            cin: layer.cin,
-            cout: layer.cout,
-            hw: layer.hw_in,
-            stride: layer.stride,
-        }));
+        ops.extend(self.layers().map(|(layer, block)| layer.op(block)));
         ops.extend(self.space.tail_ops());
         ops
     }

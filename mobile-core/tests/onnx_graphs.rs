@@ -1,7 +1,7 @@
 //! ONNX Runtime runs the graphs the builder writes, and the int8 QDQ form tracks the fp32 form.
 
-use mobile_core::onnx::weights::SplitMix;
 use mobile_core::onnx::{Dtype, RandomWeights, arch_graph, op_graph};
+use mobile_core::profile::random_inputs;
 use mobile_core::runtime::{SessionConfig, calibrate, run};
 use mobile_core::{Arch, BUILTINS, Block, Op, Space, builtin};
 
@@ -14,8 +14,7 @@ fn tiny_space() -> Space {
 fn fp32_and_int8(op: &Op, seed: u64) -> (Vec<f32>, Vec<f32>, f32) {
     let cfg = SessionConfig::default();
     let fp = op_graph(op, Dtype::Fp32, &mut RandomWeights { seed }, None).unwrap();
-    let n: usize = fp.input_shape.iter().product();
-    let input = SplitMix::new(seed).normals(n);
+    let input = random_inputs(&fp.input_shape, 1, seed).remove(0);
     let ranges = calibrate(&fp, std::slice::from_ref(&input), cfg).unwrap();
     let q = op_graph(op, Dtype::Int8, &mut RandomWeights { seed }, Some(&ranges)).unwrap();
     let mut s_fp = cfg.session(&fp.model.to_bytes()).unwrap();
@@ -124,7 +123,7 @@ fn shuffle_is_applied_in_the_graph() {
         .session(&g.model.to_bytes())
         .unwrap();
     let n: usize = g.input_shape.iter().product();
-    let x = SplitMix::new(5).normals(n);
+    let x = random_inputs(&g.input_shape, 1, 5).remove(0);
     let mut y = x.clone();
     for v in &mut y[..n / 2] {
         *v += 1.0;
@@ -185,9 +184,7 @@ fn whole_int8_network_tracks_fp32_top1() {
         &[],
     )
     .unwrap();
-    let n: usize = fp.input_shape.iter().product();
-    let mut rng = SplitMix::new(99);
-    let calib: Vec<Vec<f32>> = (0..8).map(|_| rng.normals(n)).collect();
+    let calib = random_inputs(&fp.input_shape, 8, 99);
     let ranges = calibrate(&fp, &calib, cfg).unwrap();
     let q = arch_graph(
         &arch,
