@@ -1,5 +1,6 @@
-//! The host side of fbnet: what the command line and the trainer share (datasets and the latency side of
-//! the search so far; the super net, search and training come next).
+//! The host side of fbnet: what the command line and the trainer share: datasets, the latency side of
+//! the search, the super net and its kernels, the search loop, and the reports of a run.
 
 pub mod data;
 pub mod latency;
+pub mod report;

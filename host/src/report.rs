@@ -1,0 +1,1 @@
+//! Pictures and text a search run leaves in its folder (being written).
