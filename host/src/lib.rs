@@ -2,5 +2,10 @@
 //! the search, the super net and its kernels, the search loop, and the reports of a run.
 
 pub mod data;
+pub mod kernels;
 pub mod latency;
+pub mod layers;
+pub mod optim;
+pub mod params;
 pub mod report;
+pub mod supernet;

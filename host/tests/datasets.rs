@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use fbnet::data::load_fashion_mnist;
+use fbnet::data::{Augment, LoaderConfig, batches, estimate_mean_std, load_fashion_mnist, open};
 
 fn dir() -> PathBuf {
     std::env::var_os("FBNET_FASHION_MNIST")
@@ -34,4 +34,53 @@ fn fashion_mnist_loads_with_its_published_shape_and_balance() {
     assert_eq!((weights.len(), arch.len()), (8000, 2000));
     let three = test.subset_classes(3, 1).unwrap();
     assert_eq!(three.len(), 3000);
+}
+
+/// Fashion-MNIST through the pipeline: the statistics estimated from a sample of the test set are the
+/// published ones (mean 0.2860, std 0.3530 over the training set, as torchvision tutorials quote them),
+/// and a batch normalised with them has mean about 0 and standard deviation about 1.
+#[test]
+fn fashion_mnist_batches_are_normalised_with_its_statistics() {
+    let spec = format!("fashion-mnist:{}", dir().display());
+    let source = open(&spec, false, None).unwrap();
+    assert_eq!((source.len(), source.channels()), (10_000, 1));
+    assert!(open(&spec, false, Some(3)).is_err());
+    let (mean, std) = estimate_mean_std(source.as_ref(), 2000).unwrap();
+    assert!((mean[0] - 0.286).abs() < 0.01, "mean {mean:?}");
+    assert!((std[0] - 0.353).abs() < 0.01, "std {std:?}");
+
+    let cfg = LoaderConfig {
+        batch_size: 1000,
+        workers: 2,
+        prefetch: 2,
+        shuffle: true,
+        drop_last: false,
+        seed: 0,
+        augment: Augment::eval(28, 1).with_mean_std(mean.clone(), std.clone()),
+    };
+    let indices: Vec<usize> = (0..source.len()).collect();
+    let mut loader = batches(source.clone(), &indices, &cfg, 0).unwrap();
+    assert_eq!(loader.len(), 10);
+    let batch = loader.next().unwrap().unwrap();
+    drop(loader);
+    assert_eq!(batch.shape, [1000, 1, 28, 28]);
+    let n = batch.images.len() as f32;
+    let m = batch.images.iter().sum::<f32>() / n;
+    let s = (batch.images.iter().map(|v| (v - m) * (v - m)).sum::<f32>() / n).sqrt();
+    assert!(
+        m.abs() < 0.05 && (s - 1.0).abs() < 0.05,
+        "batch mean {m}, std {s}"
+    );
+    // evaluation does not augment: each image is its pixels, normalised
+    let raw = load_fashion_mnist(&dir(), false).unwrap();
+    for (k, &i) in batch.indices.iter().enumerate().take(20) {
+        assert_eq!(batch.labels[k], raw.labels[i]);
+        let want: Vec<f32> = raw
+            .image(i)
+            .iter()
+            .map(|&p| (p as f32 / 255.0 - mean[0]) / std[0])
+            .collect();
+        let got = &batch.images[k * 784..(k + 1) * 784];
+        assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-4));
+    }
 }

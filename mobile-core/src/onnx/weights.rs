@@ -49,6 +49,11 @@ impl SplitMix {
         SplitMix(seed)
     }
 
+    /// The generator's whole state: `SplitMix::new(g.state())` continues where `g` is (checkpoints).
+    pub fn state(&self) -> u64 {
+        self.0
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;

@@ -1,0 +1,313 @@
+//! The layers of FBNet networks in candle: convolution + batch norm (+ ReLU) in the three forms the space
+//! uses, the candidate block of Table 2, and the classifier. The block is the one the ONNX graphs of the
+//! shared core describe (`mobile_core::onnx::network::emit_op`): 1x1 (grouped) expansion + BN + ReLU,
+//! channel shuffle after a grouped expansion, k×k depthwise + BN + ReLU, 1x1 (grouped) projection + BN,
+//! residual add when shapes allow; parameters carry the same names.
+
+use anyhow::Result;
+use candle_core::{D, Tensor, Var};
+use mobile_core::onnx::network::shuffle_indices;
+use mobile_core::ops::mid_channels;
+use mobile_core::{Block, LayerSpec};
+
+use crate::kernels::{batch_norm_train, depthwise_conv};
+use crate::params::{Init, Kind, Params};
+
+/// PyTorch's defaults, which the paper's training used.
+const BN_EPS: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
+
+/// Batch norm with running statistics (updated in training mode, used in evaluation mode).
+#[derive(Clone, Debug)]
+pub struct BatchNorm {
+    pub gamma: Var,
+    pub beta: Var,
+    pub running_mean: Var,
+    pub running_var: Var,
+}
+
+impl BatchNorm {
+    pub fn new(p: &mut Params, prefix: &str, c: usize) -> Result<BatchNorm> {
+        Ok(BatchNorm {
+            gamma: p.create(
+                &format!("{prefix}.gamma"),
+                &[c],
+                Init::Const(1.0),
+                Kind::NoDecay,
+            )?,
+            beta: p.create(
+                &format!("{prefix}.beta"),
+                &[c],
+                Init::Const(0.0),
+                Kind::NoDecay,
+            )?,
+            running_mean: p.create(
+                &format!("{prefix}.mean"),
+                &[c],
+                Init::Const(0.0),
+                Kind::Buffer,
+            )?,
+            running_var: p.create(
+                &format!("{prefix}.var"),
+                &[c],
+                Init::Const(1.0),
+                Kind::Buffer,
+            )?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, relu: bool, train: bool) -> Result<Tensor> {
+        if train {
+            let (y, stats) = batch_norm_train(
+                x,
+                self.gamma.as_tensor(),
+                self.beta.as_tensor(),
+                BN_EPS,
+                relu,
+            )?;
+            let unbias = stats.count as f64 / (stats.count.max(2) - 1) as f64;
+            let blend = |var: &Var, batch: Vec<f32>, scale: f64| -> Result<()> {
+                let old: Vec<f32> = var.as_tensor().to_vec1()?;
+                let new: Vec<f32> = old
+                    .iter()
+                    .zip(&batch)
+                    .map(|(&o, &b)| {
+                        ((1.0 - BN_MOMENTUM) * o as f64 + BN_MOMENTUM * scale * b as f64) as f32
+                    })
+                    .collect();
+                var.set(&Tensor::from_vec(new, old.len(), var.device())?)?;
+                Ok(())
+            };
+            blend(&self.running_mean, stats.mean, 1.0)?;
+            blend(&self.running_var, stats.var, unbias)?;
+            return Ok(y);
+        }
+        let c = x.dim(1)?;
+        let shape = (1, c, 1, 1);
+        let inv = (self.running_var.as_tensor() + BN_EPS)?.sqrt()?.recip()?;
+        let scale = self.gamma.as_tensor().mul(&inv)?;
+        let shift = (self.beta.as_tensor() - self.running_mean.as_tensor().mul(&scale)?)?;
+        let y = x
+            .broadcast_mul(&scale.reshape(shape)?)?
+            .broadcast_add(&shift.reshape(shape)?)?;
+        Ok(if relu { y.relu()? } else { y })
+    }
+}
+
+/// How a convolution is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Conv {
+    /// A full k×k convolution (the stem).
+    Full { k: usize, stride: usize },
+    /// A 1x1 convolution with `groups`, as (batched) matrix products.
+    Pointwise { groups: usize },
+    /// A k×k depthwise convolution (the custom kernel).
+    Depthwise { k: usize, stride: usize },
+}
+
+/// A bias-free convolution followed by batch norm and optionally ReLU. The weight has the ONNX layout
+/// `[cout, cin/groups, k, k]`.
+#[derive(Clone, Debug)]
+pub struct ConvBn {
+    conv: Conv,
+    pub weight: Var,
+    pub bn: BatchNorm,
+    pub relu: bool,
+}
+
+impl ConvBn {
+    fn new(
+        p: &mut Params,
+        name: &str,
+        conv: Conv,
+        cin: usize,
+        cout: usize,
+        relu: bool,
+    ) -> Result<ConvBn> {
+        let (k, per_group) = match conv {
+            Conv::Full { k, .. } => (k, cin),
+            Conv::Pointwise { groups } => (1, cin / groups),
+            Conv::Depthwise { k, .. } => (k, 1),
+        };
+        let fan_out = match conv {
+            Conv::Depthwise { k, .. } => k * k,
+            _ => cout * k * k,
+        };
+        let weight = p.create(
+            &format!("{name}.weight"),
+            &[cout, per_group, k, k],
+            Init::Kaiming { fan_out },
+            Kind::Weight,
+        )?;
+        Ok(ConvBn {
+            conv,
+            weight,
+            bn: BatchNorm::new(p, &format!("{name}.bn"), cout)?,
+            relu,
+        })
+    }
+
+    pub fn full(
+        p: &mut Params,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+    ) -> Result<ConvBn> {
+        ConvBn::new(p, name, Conv::Full { k, stride }, cin, cout, true)
+    }
+
+    pub fn pointwise(
+        p: &mut Params,
+        name: &str,
+        cin: usize,
+        cout: usize,
+        groups: usize,
+        relu: bool,
+    ) -> Result<ConvBn> {
+        ConvBn::new(p, name, Conv::Pointwise { groups }, cin, cout, relu)
+    }
+
+    pub fn depthwise(
+        p: &mut Params,
+        name: &str,
+        c: usize,
+        k: usize,
+        stride: usize,
+    ) -> Result<ConvBn> {
+        ConvBn::new(p, name, Conv::Depthwise { k, stride }, c, c, true)
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let w = self.weight.as_tensor();
+        let y = match self.conv {
+            Conv::Full { k, stride } => x.conv2d(w, k / 2, stride, 1, 1)?,
+            Conv::Depthwise { stride, .. } => depthwise_conv(x, w, stride)?,
+            Conv::Pointwise { groups } => {
+                let (n, cin, h, wd) = x.dims4()?;
+                let cout = w.dim(0)?;
+                if groups == 1 {
+                    let w2 = w.reshape((cout, cin))?;
+                    w2.broadcast_matmul(&x.reshape((n, cin, h * wd))?)?
+                        .reshape((n, cout, h, wd))?
+                } else {
+                    let w3 = w.reshape((groups, cout / groups, cin / groups))?;
+                    w3.broadcast_matmul(&x.reshape((n, groups, cin / groups, h * wd))?)?
+                        .reshape((n, cout, h, wd))?
+                }
+            }
+        };
+        self.bn.forward(&y, self.relu, train)
+    }
+}
+
+/// One candidate block of Table 2 at one layer (`skip` has no parameters and is not built).
+#[derive(Clone, Debug)]
+pub struct BlockNet {
+    pub block: Block,
+    pub pw1: Option<ConvBn>,
+    shuffle: Option<Tensor>,
+    pub dw: ConvBn,
+    pub pw2: ConvBn,
+    residual: bool,
+}
+
+impl BlockNet {
+    /// The block's parameters under `prefix` (`l3` in a stand-alone net, `l3.k5_e6` in the super net).
+    /// Returns `None` for `skip`.
+    pub fn new(
+        p: &mut Params,
+        prefix: &str,
+        block: Block,
+        layer: &LayerSpec,
+    ) -> Result<Option<BlockNet>> {
+        if block == Block::Skip {
+            return Ok(None);
+        }
+        let (cin, cout) = (layer.cin, layer.cout);
+        let mid = mid_channels(block, cin);
+        let g = block.groups();
+        let pw1 = if block.has_expansion_conv() {
+            Some(ConvBn::pointwise(
+                p,
+                &format!("{prefix}.pw1"),
+                cin,
+                mid,
+                g,
+                true,
+            )?)
+        } else {
+            None
+        };
+        let shuffle = if block.has_expansion_conv() && g > 1 {
+            let idx: Vec<u32> = shuffle_indices(mid, g)
+                .into_iter()
+                .map(|i| i as u32)
+                .collect();
+            Some(Tensor::from_vec(idx, mid, p.device())?)
+        } else {
+            None
+        };
+        Ok(Some(BlockNet {
+            block,
+            pw1,
+            shuffle,
+            dw: ConvBn::depthwise(
+                p,
+                &format!("{prefix}.dw"),
+                mid,
+                block.kernel(),
+                layer.stride,
+            )?,
+            pw2: ConvBn::pointwise(p, &format!("{prefix}.pw2"), mid, cout, g, false)?,
+            residual: layer.shape_preserving(),
+        }))
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut h = match &self.pw1 {
+            Some(c) => c.forward(x, train)?,
+            None => x.clone(),
+        };
+        if let Some(idx) = &self.shuffle {
+            h = h.index_select(idx, 1)?;
+        }
+        h = self.dw.forward(&h, train)?;
+        h = self.pw2.forward(&h, train)?;
+        Ok(if self.residual { (h + x)? } else { h })
+    }
+}
+
+/// Global average pool and a fully connected layer with bias.
+#[derive(Clone, Debug)]
+pub struct Classifier {
+    pub weight: Var,
+    pub bias: Var,
+}
+
+impl Classifier {
+    pub fn new(p: &mut Params, name: &str, cin: usize, classes: usize) -> Result<Classifier> {
+        Ok(Classifier {
+            weight: p.create(
+                &format!("{name}.weight"),
+                &[classes, cin],
+                Init::Normal(0.01),
+                Kind::Weight,
+            )?,
+            bias: p.create(
+                &format!("{name}.bias"),
+                &[classes],
+                Init::Const(0.0),
+                Kind::NoDecay,
+            )?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let pooled = x.flatten_from(2)?.mean(D::Minus1)?;
+        Ok(pooled
+            .matmul(&self.weight.as_tensor().t()?)?
+            .broadcast_add(self.bias.as_tensor())?)
+    }
+}

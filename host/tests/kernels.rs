@@ -1,0 +1,162 @@
+//! The custom CPU kernels against candle's stock ops (the independent reference) and against finite
+//! differences of their own forward pass.
+
+use candle_core::{D, Device, Tensor, Var};
+use fbnet::kernels::{batch_norm_train, depthwise_conv};
+use mobile_core::onnx::weights::SplitMix;
+
+fn randn(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v = SplitMix::new(seed).normals(n);
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    a.sub(b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
+}
+
+/// A fixed random projection of the output, so gradients are not all ones.
+fn probe(y: &Tensor, seed: u64) -> Tensor {
+    let r = randn(y.dims(), seed);
+    y.mul(&r).unwrap().sum_all().unwrap()
+}
+
+#[test]
+fn depthwise_matches_stock_grouped_conv_forward_and_backward() {
+    for (k, stride, hw) in [(3, 1, 7), (5, 1, 6), (3, 2, 7), (5, 2, 8), (5, 2, 1)] {
+        let (n, c) = (2, 3);
+        let x = Var::from_tensor(&randn(&[n, c, hw, hw], 1)).unwrap();
+        let w = Var::from_tensor(&randn(&[c, 1, k, k], 2)).unwrap();
+        let ours = depthwise_conv(x.as_tensor(), w.as_tensor(), stride).unwrap();
+        let stock = x
+            .as_tensor()
+            .conv2d(w.as_tensor(), k / 2, stride, 1, c)
+            .unwrap();
+        assert_eq!(ours.dims(), stock.dims(), "k{k} s{stride} hw{hw}");
+        assert!(
+            max_diff(&ours, &stock) < 1e-4,
+            "forward k{k} s{stride} hw{hw}"
+        );
+        let g1 = probe(&ours, 3).backward().unwrap();
+        let g2 = probe(&stock, 3).backward().unwrap();
+        for v in [&x, &w] {
+            let (a, b) = (g1.get(v).unwrap(), g2.get(v).unwrap());
+            assert!(max_diff(a, b) < 1e-3, "gradient k{k} s{stride} hw{hw}");
+        }
+    }
+}
+
+#[test]
+fn depthwise_gradient_matches_finite_differences() {
+    let x = randn(&[1, 2, 5, 5], 4);
+    let w = randn(&[2, 1, 3, 3], 5);
+    let xv = Var::from_tensor(&x).unwrap();
+    let wv = Var::from_tensor(&w).unwrap();
+    let loss = |x: &Tensor, w: &Tensor| -> f64 {
+        probe(&depthwise_conv(x, w, 2).unwrap(), 6)
+            .to_scalar::<f32>()
+            .unwrap() as f64
+    };
+    let grads = probe(
+        &depthwise_conv(xv.as_tensor(), wv.as_tensor(), 2).unwrap(),
+        6,
+    )
+    .backward()
+    .unwrap();
+    let gw: Vec<f32> = grads
+        .get(&wv)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let base: Vec<f32> = w.flatten_all().unwrap().to_vec1().unwrap();
+    let eps = 1e-2;
+    for i in [0, 4, 8, 13] {
+        let mut plus = base.clone();
+        plus[i] += eps;
+        let mut minus = base.clone();
+        minus[i] -= eps;
+        let shape = w.shape();
+        let fd = (loss(&x, &Tensor::from_vec(plus, shape, &Device::Cpu).unwrap())
+            - loss(&x, &Tensor::from_vec(minus, shape, &Device::Cpu).unwrap()))
+            / (2.0 * eps as f64);
+        assert!(
+            (fd - gw[i] as f64).abs() < 1e-2 * (1.0 + fd.abs()),
+            "w[{i}]: {fd} vs {}",
+            gw[i]
+        );
+    }
+}
+
+/// Training-mode batch norm (+ReLU) written with plain tensor ops: the textbook formula.
+fn reference_bn(x: &Tensor, gamma: &Tensor, beta: &Tensor, relu: bool) -> Tensor {
+    let c = x.dim(1).unwrap();
+    let mean = x
+        .mean_keepdim(0)
+        .unwrap()
+        .mean_keepdim(2)
+        .unwrap()
+        .mean_keepdim(3)
+        .unwrap();
+    let centred = x.broadcast_sub(&mean).unwrap();
+    let var = centred
+        .sqr()
+        .unwrap()
+        .mean_keepdim(0)
+        .unwrap()
+        .mean_keepdim(2)
+        .unwrap()
+        .mean_keepdim(3)
+        .unwrap();
+    let y = centred
+        .broadcast_div(&(var + 1e-5).unwrap().sqrt().unwrap())
+        .unwrap()
+        .broadcast_mul(&gamma.reshape((1, c, 1, 1)).unwrap())
+        .unwrap()
+        .broadcast_add(&beta.reshape((1, c, 1, 1)).unwrap())
+        .unwrap();
+    if relu { y.relu().unwrap() } else { y }
+}
+
+#[test]
+fn fused_batch_norm_matches_the_textbook_formula_and_its_gradients() {
+    for relu in [false, true] {
+        let x = Var::from_tensor(&randn(&[4, 3, 5, 5], 7).affine(2.0, 0.5).unwrap()).unwrap();
+        let g = Var::from_tensor(&randn(&[3], 8)).unwrap();
+        let b = Var::from_tensor(&randn(&[3], 9)).unwrap();
+        let (ours, stats) =
+            batch_norm_train(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-5, relu).unwrap();
+        let reference = reference_bn(x.as_tensor(), g.as_tensor(), b.as_tensor(), relu);
+        assert!(max_diff(&ours, &reference) < 1e-4, "forward relu={relu}");
+        assert_eq!(stats.count, 100);
+        let want_mean: Vec<f32> = x
+            .as_tensor()
+            .transpose(0, 1)
+            .unwrap()
+            .flatten_from(1)
+            .unwrap()
+            .mean(D::Minus1)
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        for (a, b) in stats.mean.iter().zip(&want_mean) {
+            assert!((a - b).abs() < 1e-5);
+        }
+        let g1 = probe(&ours, 10).backward().unwrap();
+        let g2 = probe(&reference, 10).backward().unwrap();
+        for v in [&x, &g, &b] {
+            let d = max_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+            assert!(d < 1e-3, "gradient relu={relu}: {d}");
+        }
+    }
+}
