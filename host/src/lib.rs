@@ -8,4 +8,6 @@ pub mod layers;
 pub mod optim;
 pub mod params;
 pub mod report;
+pub mod search;
+pub mod search_report;
 pub mod supernet;

@@ -6,7 +6,12 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod progress;
 
-use commands::{arch, lut, profile, space};
+use commands::{arch, lut, profile, search, space};
+
+/// mimalloc instead of glibc malloc: glibc maps and unmaps every large tensor, which cost hundreds of
+/// thousands of page faults per training step in our measurements.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +34,8 @@ enum Command {
     Arch(arch::ArchCommand),
     /// Time every op of a space with ONNX Runtime on this machine and write a latency table.
     Profile(profile::ProfileArgs),
+    /// Search an architecture with DNAS: train the super net and sample from the learned distribution.
+    Search(Box<search::SearchArgs>),
     /// Inspect, compare and validate latency tables.
     #[command(subcommand)]
     Lut(lut::LutCommand),
@@ -52,5 +59,6 @@ fn main() -> anyhow::Result<()> {
         Command::Arch(c) => arch::run(c),
         Command::Profile(a) => profile::run(a),
         Command::Lut(c) => lut::run(c),
+        Command::Search(a) => search::run(*a),
     }
 }

@@ -404,6 +404,13 @@ impl Space {
         digest[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// A copy for images of `channels` channels (1 for Fashion-MNIST), named with an `-i{channels}` suffix.
+    pub fn with_input_channels(mut self, channels: usize) -> Space {
+        self.input_channels = channels;
+        self.name += &format!("-i{channels}");
+        self
+    }
+
     /// A copy with other input resolution, width and classes (the variants of section 4).
     pub fn with_variant(
         mut self,

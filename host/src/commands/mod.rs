@@ -3,6 +3,7 @@
 pub mod arch;
 pub mod lut;
 pub mod profile;
+pub mod search;
 pub mod space;
 
 use mobile_core::Space;
@@ -22,12 +23,18 @@ pub struct SpaceArgs {
     /// Number of classes (overrides the space's).
     #[arg(long)]
     pub classes: Option<usize>,
+    /// Input channels (overrides the space's; 1 for grey images such as Fashion-MNIST).
+    #[arg(long)]
+    pub input_channels: Option<usize>,
 }
 
 impl SpaceArgs {
     pub fn load(&self) -> anyhow::Result<Space> {
-        let space =
+        let mut space =
             Space::load(&self.space)?.with_variant(self.resolution, self.width, self.classes);
+        if let Some(c) = self.input_channels {
+            space = space.with_input_channels(c);
+        }
         space.validate()?;
         Ok(space)
     }
