@@ -636,7 +636,8 @@ pub fn search(
                         )
                     })
                     .collect::<candle_core::Result<Vec<_>>>()?;
-                let logits = st.net.forward(&x, Some(&m), false)?.detach();
+                // training-mode BN, as in the θ steps that follow the frozen epochs
+                let logits = st.net.forward(&x, Some(&m), true)?.detach();
                 ce_and_correct(&logits, &y)?
             };
             let v = finite(

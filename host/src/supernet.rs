@@ -8,6 +8,7 @@ use anyhow::{Result, ensure};
 use candle_core::{Device, Tensor};
 use mobile_core::{Arch, Block, Space};
 
+use crate::kernels::weighted;
 use crate::layers::{BlockNet, Classifier, ConvBn};
 use crate::params::Params;
 
@@ -121,7 +122,7 @@ impl Network {
                 Some(m) => {
                     let mut acc: Option<Tensor> = None;
                     for (i, net) in layer.nets.iter().enumerate() {
-                        let y = run(net, &h, train)?.broadcast_mul(&m[l].get(i)?)?;
+                        let y = weighted(&run(net, &h, train)?, &m[l], i)?;
                         acc = Some(match acc {
                             Some(a) => (a + y)?,
                             None => y,

@@ -2,7 +2,7 @@
 //! differences of their own forward pass.
 
 use candle_core::{D, Device, Tensor, Var};
-use fbnet::kernels::{batch_norm_train, depthwise_conv};
+use fbnet::kernels::{batch_norm_train, depthwise_conv, weighted};
 use mobile_core::onnx::weights::SplitMix;
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
@@ -159,4 +159,25 @@ fn fused_batch_norm_matches_the_textbook_formula_and_its_gradients() {
             assert!(d < 1e-3, "gradient relu={relu}: {d}");
         }
     }
+}
+
+#[test]
+fn a_weighted_candidate_matches_the_broadcast_multiply_and_its_gradients() {
+    let y = Var::from_tensor(&randn(&[2, 3, 4, 4], 11)).unwrap();
+    let m = Var::from_tensor(&randn(&[5], 12)).unwrap();
+    let ours = weighted(y.as_tensor(), m.as_tensor(), 3).unwrap();
+    let stock = y
+        .as_tensor()
+        .broadcast_mul(&m.as_tensor().get(3).unwrap())
+        .unwrap();
+    assert!(max_diff(&ours, &stock) < 1e-6);
+    let g1 = probe(&ours, 13).backward().unwrap();
+    let g2 = probe(&stock, 13).backward().unwrap();
+    for v in [&y, &m] {
+        assert!(max_diff(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-4);
+    }
+    // only the chosen weight gets a gradient
+    let dm: Vec<f32> = g1.get(&m).unwrap().to_vec1().unwrap();
+    assert!(dm.iter().enumerate().all(|(i, &v)| (i == 3) == (v != 0.0)));
+    assert!(weighted(y.as_tensor(), m.as_tensor(), 5).is_err());
 }

@@ -137,12 +137,11 @@ impl CustomOp3 for FusedBn {
             .into_par_iter()
             .map(|ch| {
                 let planes = || (0..n).map(|b| &x[(b * c + ch) * plane..(b * c + ch + 1) * plane]);
-                let sum: f64 = planes()
-                    .map(|p| p.iter().map(|&v| v as f64).sum::<f64>())
-                    .sum();
+                let sum: f64 = planes().map(|p| p.iter().sum::<f32>() as f64).sum();
                 let mean = sum / count as f64;
+                let m = mean as f32;
                 let ss: f64 = planes()
-                    .map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
+                    .map(|p| p.iter().map(|&v| (v - m) * (v - m)).sum::<f32>() as f64)
                     .sum();
                 (mean as f32, (ss / count as f64) as f32)
             })

@@ -9,9 +9,11 @@
 
 mod batchnorm;
 mod depthwise;
+mod mix;
 
 pub use batchnorm::{BatchStats, batch_norm_train};
 pub use depthwise::depthwise_conv;
+pub use mix::weighted;
 
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor, bail};
 
