@@ -147,3 +147,19 @@ fn profile_show_validate_diff_and_bad_tables() {
     ok(&args, d);
     assert!(!ok(&["lut", "show", "partial.json"], d).contains("not yet measured"));
 }
+
+#[test]
+fn search_refuses_bad_input_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let err = fails(&["search", "--lut", "missing.json"], d);
+    assert!(err.contains("missing.json"), "{err}");
+    std::fs::write(d.join("broken.json"), "{ not json").unwrap();
+    let err = fails(&["search", "--lut", "broken.json"], d);
+    assert!(err.contains("broken.json"), "{err}");
+    let err = fails(&["search", "--resume", "no-such-run"], d);
+    assert!(
+        err.contains("no-such-run") && err.contains("not a search run folder"),
+        "{err}"
+    );
+}

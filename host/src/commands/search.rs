@@ -80,6 +80,9 @@ pub struct SearchArgs {
     /// Threads decoding images ahead of the training step.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Where to train: `cpu`, or `cuda` (GPU 0; needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
     /// The run folder (default: runs/search-<space>-seed<seed>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -161,6 +164,19 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
             current = Some((p.epoch, p.phase, b));
         }
         if let Some((_, _, b)) = &current {
+            if p.phase == "theta" && p.step == p.steps {
+                // one line per epoch that stays (also in logs, where bars are hidden)
+                b.suspend(|| {
+                    println!(
+                        "epoch {}/{}: θ-split CE {:.3} acc {:.1}%, E[LAT] {:.2} ms",
+                        p.epoch + 1,
+                        p.epochs,
+                        p.ce,
+                        100.0 * p.acc,
+                        p.expected_latency_us / 1000.0
+                    )
+                });
+            }
             b.set_position(p.step as u64);
             b.set_message(format!(
                 "epoch {}/{} {:7} CE {:.3} acc {:.1}% E[LAT] {:.2} ms",
@@ -173,7 +189,13 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
             ));
         }
     };
-    let result = search(&cfg, &run, resume, &Device::Cpu, &mut show, &cancel);
+    let device = match args.device.as_str() {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::new_cuda(0)
+            .context("--device cuda: no CUDA device (build with --features cuda)")?,
+        other => anyhow::bail!("--device {other}: expected cpu or cuda"),
+    };
+    let result = search(&cfg, &run, resume, &device, &mut show, &cancel);
     if let Some((_, _, b)) = current.take() {
         b.finish();
     }
