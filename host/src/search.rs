@@ -441,6 +441,28 @@ impl State {
     }
 }
 
+/// Running cross-entropy and accuracy of one phase of an epoch.
+#[derive(Default)]
+struct Tally {
+    ce_sum: f64,
+    correct: usize,
+    seen: usize,
+}
+
+impl Tally {
+    fn add(&mut self, ce: f64, correct: usize, n: usize) {
+        self.ce_sum += ce * n as f64;
+        self.correct += correct;
+        self.seen += n;
+    }
+    fn ce(&self) -> f64 {
+        self.ce_sum / self.seen.max(1) as f64
+    }
+    fn acc(&self) -> f64 {
+        self.correct as f64 / self.seen.max(1) as f64
+    }
+}
+
 /// Cross-entropy and the number of correct predictions of a batch.
 fn ce_and_correct(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, usize)> {
     let ce = candle_nn::loss::cross_entropy(logits, labels)?;
@@ -534,7 +556,7 @@ pub fn search(
         let theta_on = epoch >= cfg.freeze_epochs;
         let mut lat_now = table.expected_us(&st.probs()?);
         // weights on their split, mixing with θ held fixed
-        let (mut ce_sum, mut correct, mut seen, mut lr) = (0.0, 0usize, 0usize, cfg.lr);
+        let (mut tally, mut lr) = (Tally::default(), cfg.lr);
         let loader = data::batches(
             data.source.clone(),
             &data.weights,
@@ -571,27 +593,21 @@ pub fn search(
             let grads = ce.backward()?;
             st.sgd.step(&named, &grads, lr)?;
             st.weight_steps += 1;
-            ce_sum += v * y.dim(0)? as f64;
-            correct += ok;
-            seen += y.dim(0)?;
+            tally.add(v, ok, y.dim(0)?);
             progress(&Progress {
                 epoch,
                 epochs: cfg.epochs,
                 phase: "weights",
                 step: step + 1,
                 steps,
-                ce: ce_sum / seen as f64,
-                acc: correct as f64 / seen as f64,
+                ce: tally.ce(),
+                acc: tally.acc(),
                 expected_latency_us: lat_now,
             });
         }
-        let (train_ce, train_acc, train_seen) = (
-            ce_sum / seen.max(1) as f64,
-            correct as f64 / seen.max(1) as f64,
-            seen,
-        );
+        let train = tally;
         // θ on its split (while frozen, the split is only evaluated)
-        let (mut ce_sum, mut correct, mut seen) = (0.0, 0usize, 0usize);
+        let mut tally = Tally::default();
         let aug = if theta_on { &data.train } else { &data.eval };
         let loader = data::batches(data.source.clone(), &data.theta, aug, epoch as u64)?;
         let steps = loader.len();
@@ -647,17 +663,15 @@ pub fn search(
                 step,
                 run,
             )?;
-            ce_sum += v * y.dim(0)? as f64;
-            correct += ok;
-            seen += y.dim(0)?;
+            tally.add(v, ok, y.dim(0)?);
             progress(&Progress {
                 epoch,
                 epochs: cfg.epochs,
                 phase: "theta",
                 step: step + 1,
                 steps,
-                ce: ce_sum / seen as f64,
-                acc: correct as f64 / seen as f64,
+                ce: tally.ce(),
+                acc: tally.acc(),
                 expected_latency_us: lat_now,
             });
         }
@@ -668,14 +682,14 @@ pub fn search(
             tau,
             lr,
             theta_trained: theta_on,
-            train_ce,
-            train_acc,
-            theta_ce: ce_sum / seen.max(1) as f64,
-            theta_acc: correct as f64 / seen.max(1) as f64,
+            train_ce: train.ce(),
+            train_acc: train.acc(),
+            theta_ce: tally.ce(),
+            theta_acc: tally.acc(),
             expected_latency_us: table.expected_us(&probs),
             entropy: mean_entropy(&probs),
             seconds,
-            images_per_second: (train_seen + seen) as f64 / seconds,
+            images_per_second: (train.seen + tally.seen) as f64 / seconds,
         };
         st.epochs_done += 1;
         st.save(&run.checkpoint())?;
