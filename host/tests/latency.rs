@@ -1,54 +1,23 @@
 //! The differentiable latency term and the Gumbel-softmax relaxation of DNAS, checked against the table's
 //! own prediction and against finite differences.
 
+mod common;
+
 use candle_core::{Device, Tensor, Var};
 use fbnet::latency::{LatencyLoss, LatencyTable, gumbel_softmax};
-use mobile_core::device::DeviceInfo;
-use mobile_core::lut::{Entry, Lut, NETWORK_OVERHEAD, RuntimeDesc};
+use mobile_core::lut::Lut;
 use mobile_core::onnx::Dtype;
 use mobile_core::onnx::weights::SplitMix;
-use mobile_core::profile::Method;
-use mobile_core::runtime::SessionConfig;
-use mobile_core::timing::{Stats, TimingConfig};
 use mobile_core::{Space, builtin};
-
-fn stats(v: f64) -> Stats {
-    Stats {
-        trimmed_mean: v,
-        p10: v,
-        p50: v,
-        p90: v,
-        mean: v,
-        std: 0.0,
-        count: 10,
-    }
-}
 
 /// A complete fp32 table whose entry for each op is 1 + its MACs in millions (µs), overhead 5 µs.
 fn table(space: &Space) -> Lut {
-    let mut lut = Lut::new(
-        space.clone(),
-        vec![Dtype::Fp32],
-        DeviceInfo::default(),
-        RuntimeDesc::onnxruntime("1.31.1", SessionConfig::default()),
-        TimingConfig::quick(),
-        Method::InNetwork,
-    );
-    for op in space.unique_ops() {
-        lut.entries.push(Entry {
-            op: op.key(),
-            dtype: Dtype::Fp32,
-            stats: stats(1.0 + op.cost().macs as f64 / 1e6),
-            noisy: false,
-        });
-    }
-    lut.overhead.push(Entry {
-        op: NETWORK_OVERHEAD.into(),
-        dtype: Dtype::Fp32,
-        stats: stats(5.0),
-        noisy: false,
-    });
-    lut
+    common::synthetic_lut(
+        space,
+        Dtype::Fp32,
+        |op| 1.0 + op.cost().macs as f64 / 1e6,
+        5.0,
+    )
 }
 
 #[test]

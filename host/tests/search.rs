@@ -3,17 +3,14 @@
 //! uninterrupted run, latency pressure lowers the expected latency, and the run folder holds what it
 //! promises.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Device;
 use fbnet::search::{LossForm, RunDir, SearchConfig, read_metrics, search};
-use mobile_core::device::DeviceInfo;
-use mobile_core::lut::{Entry, Lut, NETWORK_OVERHEAD, RuntimeDesc};
 use mobile_core::onnx::Dtype;
-use mobile_core::profile::Method;
-use mobile_core::runtime::SessionConfig;
 use mobile_core::space::Stage;
-use mobile_core::timing::{Stats, TimingConfig};
 use mobile_core::{Arch, Block, Space};
 
 fn tiny_space() -> Space {
@@ -42,43 +39,14 @@ fn tiny_space() -> Space {
     }
 }
 
-fn stats(v: f64) -> Stats {
-    Stats {
-        trimmed_mean: v,
-        p10: v,
-        p50: v,
-        p90: v,
-        mean: v,
-        std: 0.0,
-        count: 10,
-    }
-}
-
 /// A complete int8 table: each op costs 10 µs + 10 µs per thousand MACs, so larger blocks are slower.
 fn write_lut(space: &Space, dir: &std::path::Path) -> std::path::PathBuf {
-    let mut lut = Lut::new(
-        space.clone(),
-        vec![Dtype::Int8],
-        DeviceInfo::default(),
-        RuntimeDesc::onnxruntime("1.31.1", SessionConfig::default()),
-        TimingConfig::quick(),
-        Method::InNetwork,
+    let lut = common::synthetic_lut(
+        space,
+        Dtype::Int8,
+        |op| 10.0 + op.cost().macs as f64 / 100.0,
+        5.0,
     );
-    for op in space.unique_ops() {
-        let us = 10.0 + op.cost().macs as f64 / 100.0;
-        lut.entries.push(Entry {
-            op: op.key(),
-            dtype: Dtype::Int8,
-            stats: stats(us),
-            noisy: false,
-        });
-    }
-    lut.overhead.push(Entry {
-        op: NETWORK_OVERHEAD.into(),
-        dtype: Dtype::Int8,
-        stats: stats(5.0),
-        noisy: false,
-    });
     let path = dir.join("tiny.json");
     lut.save(&path).unwrap();
     path

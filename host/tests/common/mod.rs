@@ -1,0 +1,55 @@
+//! Helpers shared by the host's integration tests.
+
+use mobile_core::device::DeviceInfo;
+use mobile_core::lut::{Entry, Lut, NETWORK_OVERHEAD, RuntimeDesc};
+use mobile_core::onnx::Dtype;
+use mobile_core::profile::Method;
+use mobile_core::runtime::SessionConfig;
+use mobile_core::timing::{Stats, TimingConfig};
+use mobile_core::{Op, Space};
+
+/// Timing statistics of a constant `v` µs.
+pub fn stats(v: f64) -> Stats {
+    Stats {
+        trimmed_mean: v,
+        p10: v,
+        p50: v,
+        p90: v,
+        mean: v,
+        std: 0.0,
+        count: 10,
+    }
+}
+
+/// A complete synthetic table of `space` at `dtype`: each op costs `latency(op)` µs, the network
+/// overhead `overhead` µs. Tests choose latencies that grow with MACs, so that larger blocks are slower.
+pub fn synthetic_lut(
+    space: &Space,
+    dtype: Dtype,
+    latency: impl Fn(&Op) -> f64,
+    overhead: f64,
+) -> Lut {
+    let mut lut = Lut::new(
+        space.clone(),
+        vec![dtype],
+        DeviceInfo::default(),
+        RuntimeDesc::onnxruntime("1.31.1", SessionConfig::default()),
+        TimingConfig::quick(),
+        Method::InNetwork,
+    );
+    for op in space.unique_ops() {
+        lut.entries.push(Entry {
+            op: op.key(),
+            dtype,
+            stats: stats(latency(&op)),
+            noisy: false,
+        });
+    }
+    lut.overhead.push(Entry {
+        op: NETWORK_OVERHEAD.into(),
+        dtype,
+        stats: stats(overhead),
+        noisy: false,
+    });
+    lut
+}
