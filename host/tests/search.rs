@@ -187,3 +187,18 @@ fn a_table_for_another_class_count_is_refused_with_advice() {
         "{err}"
     );
 }
+
+#[test]
+fn a_diverging_search_stops_with_a_clear_message_and_keeps_its_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(write_lut(&tiny_space(), tmp.path()));
+    cfg.lr = 1e30;
+    let dir = tmp.path().join("r");
+    let err = run(&cfg, &dir, false, None).unwrap_err().to_string();
+    assert!(
+        err.contains("not a finite number") && err.contains("checkpoint"),
+        "{err}"
+    );
+    assert!(dir.join("config.json").is_file());
+    assert!(read_metrics(&RunDir(dir)).unwrap().is_empty());
+}

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, D, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::{cpu_slice, with_cpu_data};
+use super::{cpu_slice, dot, sum, sum_sq_dev, with_cpu_data};
 
 /// The statistics of the batch a training-mode batch norm normalised with, for the running averages.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -137,12 +137,10 @@ impl CustomOp3 for FusedBn {
             .into_par_iter()
             .map(|ch| {
                 let planes = || (0..n).map(|b| &x[(b * c + ch) * plane..(b * c + ch + 1) * plane]);
-                let sum: f64 = planes().map(|p| p.iter().sum::<f32>() as f64).sum();
-                let mean = sum / count as f64;
+                let total: f64 = planes().map(|p| sum(p) as f64).sum();
+                let mean = total / count as f64;
                 let m = mean as f32;
-                let ss: f64 = planes()
-                    .map(|p| p.iter().map(|&v| (v - m) * (v - m)).sum::<f32>() as f64)
-                    .sum();
+                let ss: f64 = planes().map(|p| sum_sq_dev(p, m) as f64).sum();
                 (mean as f32, (ss / count as f64) as f32)
             })
             .unzip();
@@ -198,14 +196,14 @@ impl CustomOp3 for FusedBn {
                             let (mut sg, mut sgx) = (0f64, 0f64);
                             for b in 0..n {
                                 let r = (b * c + ch) * plane..(b * c + ch + 1) * plane;
-                                let (mut pg, mut pgx) = (0f32, 0f32);
-                                for ((&g, &x), &y) in
-                                    dy[r.clone()].iter().zip(&xs[r.clone()]).zip(&ys[r])
-                                {
-                                    let g = masked(g, y);
-                                    pg += g;
-                                    pgx += g * (x - mean[ch]);
-                                }
+                                // g = dy masked by the ReLU, written into a scratch plane
+                                let g: Vec<f32> = dy[r.clone()]
+                                    .iter()
+                                    .zip(&ys[r.clone()])
+                                    .map(|(&g, &y)| masked(g, y))
+                                    .collect();
+                                let pg = sum(&g);
+                                let pgx = dot(&g, &xs[r]) - mean[ch] * pg;
                                 sg += pg as f64;
                                 sgx += pgx as f64;
                             }

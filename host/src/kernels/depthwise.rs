@@ -4,7 +4,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::{cpu_slice, with_cpu_data};
+use super::{cpu_slice, dot, with_cpu_data};
 
 /// `x` `[n, c, h, w]` convolved with `weight` `[c, 1, k, k]` at `stride`, padding `k/2` (as the ONNX
 /// graphs of the shared core). Differentiable in both arguments; on a non-CPU device the stock grouped
@@ -150,11 +150,7 @@ impl Plane {
                     }
                     let acc: f32 = if self.s == 1 {
                         let start = self.col(lo, kc);
-                        grow[lo..hi]
-                            .iter()
-                            .zip(&xrow[start..start + hi - lo])
-                            .map(|(g, x)| g * x)
-                            .sum()
+                        dot(&grow[lo..hi], &xrow[start..start + hi - lo])
                     } else {
                         (lo..hi).map(|ox| grow[ox] * xrow[self.col(ox, kc)]).sum()
                     };

@@ -17,6 +17,51 @@ pub use mix::weighted;
 
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor, bail};
 
+/// Sum of `a` with eight independent accumulators: a plain `iter().sum()` of floats is one serial chain
+/// of additions (the compiler may not reorder them), eight lanes let it vectorise.
+fn sum(a: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = a.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (s, v) in acc.iter_mut().zip(c) {
+            *s += v;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `Σ a·b`, eight lanes as in [`sum`].
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `Σ (a − m)²`, eight lanes as in [`sum`].
+fn sum_sq_dev(a: &[f32], m: f32) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = a.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|v| (v - m) * (v - m)).sum();
+    for c in chunks {
+        for (s, v) in acc.iter_mut().zip(c) {
+            *s += (v - m) * (v - m);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// The contiguous f32 data of a CPU storage under `layout`.
 fn cpu_slice<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
     let Some((start, end)) = layout.contiguous_offsets() else {
@@ -32,5 +77,27 @@ fn with_cpu_data<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> Resu
     match &*storage {
         Storage::Cpu(cpu) => Ok(f(cpu_slice(cpu, layout, what)?)),
         _ => bail!("{what}: a CPU kernel was given a tensor on another device"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_sums_equal_plain_sums_for_every_tail_length() {
+        for n in [0, 1, 7, 8, 9, 23, 64] {
+            let a: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 3.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| 1.0 + (i % 3) as f32).collect();
+            let close = |x: f32, y: f32| (x - y).abs() <= 1e-4 * (1.0 + y.abs());
+            assert!(close(sum(&a), a.iter().sum()), "sum n={n}");
+            assert!(
+                close(dot(&a, &b), a.iter().zip(&b).map(|(x, y)| x * y).sum()),
+                "dot n={n}"
+            );
+            let m = 0.25;
+            let want: f32 = a.iter().map(|v| (v - m) * (v - m)).sum();
+            assert!(close(sum_sq_dev(&a, m), want), "sum_sq_dev n={n}");
+        }
     }
 }
