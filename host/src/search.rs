@@ -188,6 +188,8 @@ pub struct Progress {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct CheckpointMeta {
     epochs_done: usize,
+    /// Temperature of the next epoch (derived from the epoch; recorded for people reading the file).
+    tau: f64,
     weight_steps: u64,
     adam_steps: u64,
     gumbel_rng: u64,
@@ -359,7 +361,7 @@ impl State {
 
     /// Writes the checkpoint: a fresh folder renamed over the old one, so a kill at any moment leaves
     /// either the previous or the new checkpoint complete.
-    fn save(&self, dir: &Path) -> Result<()> {
+    fn save(&self, dir: &Path, tau: f64) -> Result<()> {
         let tmp = dir.with_extension("tmp");
         if tmp.exists() {
             fs::remove_dir_all(&tmp)
@@ -377,6 +379,7 @@ impl State {
             .with_context(|| format!("{}: cannot write", state_file.display()))?;
         let meta = CheckpointMeta {
             epochs_done: self.epochs_done,
+            tau,
             weight_steps: self.weight_steps,
             adam_steps: self.adam.steps,
             gumbel_rng: self.gumbel.state(),
@@ -692,7 +695,7 @@ pub fn search(
             images_per_second: (train.seen + tally.seen) as f64 / seconds,
         };
         st.epochs_done += 1;
-        st.save(&run.checkpoint())?;
+        st.save(&run.checkpoint(), cfg.tau_at(st.epochs_done))?;
         append_line(&run.metrics(), &serde_json::to_string(&metrics)?)?;
     }
     finish(cfg, run, &lut, &st)

@@ -56,7 +56,11 @@ pub fn write(
         space.name,
         result.space_hash,
         cfg.lut.display(),
-        lut.device.model,
+        if lut.device.model.is_empty() || lut.device.model == "unknown" {
+            &lut.device.cpu
+        } else {
+            &lut.device.model
+        },
         lut.runtime.session.threads,
         lut.runtime.name,
         cfg.dtype
@@ -86,8 +90,8 @@ pub fn write(
                 format!("{:.1}%", 100.0 * m.train_acc),
                 format!("{:.3}", m.theta_ce),
                 format!("{:.1}%", 100.0 * m.theta_acc),
-                format!("{:.2}", m.expected_latency_us / 1000.0),
-                format!("{:.2}", m.entropy),
+                format!("{:.1}", m.expected_latency_us),
+                format!("{:.4}", m.entropy),
                 format!("{:.0}", m.seconds),
             ]
         })
@@ -100,7 +104,7 @@ pub fn write(
             "train acc",
             "θ-split CE",
             "θ-split acc",
-            "E[LAT] ms",
+            "E[LAT] µs",
             "entropy",
             "s",
         ],
