@@ -1,7 +1,10 @@
 //! The custom CPU kernels against candle's stock ops (the independent reference) and against finite
 //! differences of their own forward pass.
 
+mod common;
+
 use candle_core::{D, Device, Tensor, Var};
+use common::max_diff;
 use fbnet::kernels::{batch_norm_train, depthwise_conv, weighted};
 use mobile_core::onnx::weights::SplitMix;
 
@@ -9,19 +12,6 @@ fn randn(shape: &[usize], seed: u64) -> Tensor {
     let n: usize = shape.iter().product();
     let v = SplitMix::new(seed).normals(n);
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    a.sub(b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 /// A fixed random projection of the output, so gradients are not all ones.

@@ -1,6 +1,8 @@
 //! Every built-in architecture as a candle network (the stand-alone form the trainer uses), and the super
 //! net with a one-hot mix, which must compute exactly the stand-alone network of the chosen blocks.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use fbnet::supernet::Network;
 use mobile_core::onnx::weights::SplitMix;
@@ -76,17 +78,7 @@ fn a_one_hot_mix_makes_the_super_net_its_chosen_network() {
     .unwrap();
     let a = supernet.forward(&x, Some(&one_hot), false).unwrap();
     let b = standalone.forward(&x, None, false).unwrap();
-    let diff: f32 = a
-        .sub(&b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let diff = common::max_diff(&a, &b);
     assert!(
         diff < 1e-5,
         "super net with a one-hot mix differs from the chosen network by {diff}"

@@ -1,5 +1,7 @@
-//! Helpers shared by the host's integration tests.
+//! Helpers shared by the host's integration tests (each test crate uses a part of them).
+#![allow(dead_code)]
 
+use candle_core::Tensor;
 use mobile_core::device::DeviceInfo;
 use mobile_core::lut::{Entry, Lut, NETWORK_OVERHEAD, RuntimeDesc};
 use mobile_core::onnx::Dtype;
@@ -52,4 +54,14 @@ pub fn synthetic_lut(
         noisy: false,
     });
     lut
+}
+
+/// Largest absolute difference between two tensors of one shape.
+pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    a.sub(b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.flatten_all())
+        .and_then(|d| d.max(0))
+        .and_then(|d| d.to_scalar())
+        .expect("tensors of one shape")
 }
