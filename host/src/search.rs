@@ -317,12 +317,22 @@ impl RunDir {
     pub fn result(&self) -> PathBuf {
         self.0.join("result.json")
     }
+
+    /// The configuration the run was started with.
+    pub fn load_config(&self) -> Result<SearchConfig> {
+        let text = fs::read_to_string(self.config())
+            .with_context(|| format!("{}: not a search run folder", self.0.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a search configuration", self.config().display()))
+    }
 }
 
 /// The search state that a checkpoint holds.
 struct State {
     net: Network,
     theta: Vec<Var>,
+    /// `theta.l{i}`: the names of θ in checkpoints and in Adam's state.
+    theta_names: Vec<String>,
     sgd: Sgd,
     adam: Adam,
     epochs_done: usize,
@@ -338,15 +348,36 @@ impl State {
             .iter()
             .map(|l| Var::zeros(l.candidates.len(), DType::F32, device))
             .collect::<candle_core::Result<Vec<_>>>()?;
+        let theta_names = (0..theta.len()).map(|i| format!("theta.l{i}")).collect();
         Ok(State {
             net,
             theta,
+            theta_names,
             sgd: Sgd::new(cfg.momentum, cfg.weight_decay),
             adam: Adam::new(cfg.theta_weight_decay),
             epochs_done: 0,
             weight_steps: 0,
             gumbel: SplitMix::new(cfg.seed ^ 0x6a09_e667_f3bc_c908),
         })
+    }
+
+    /// The layers' mixing weights: Gumbel-softmax samples at temperature `tau` (differentiable in θ
+    /// when `train_theta`), or P_θ itself without a temperature.
+    fn mix(&mut self, tau: Option<f64>, train_theta: bool) -> Result<Vec<Tensor>> {
+        self.theta
+            .iter()
+            .map(|t| {
+                let theta = if train_theta {
+                    t.as_tensor().clone()
+                } else {
+                    t.as_tensor().detach()
+                };
+                match tau {
+                    Some(tau) => gumbel_softmax(&theta, tau, &mut self.gumbel),
+                    None => Ok(candle_nn::ops::softmax(&theta, D::Minus1)?),
+                }
+            })
+            .collect()
     }
 
     fn probs(&self) -> Result<Vec<Vec<f64>>> {
@@ -371,8 +402,8 @@ impl State {
         self.net.params.save(&tmp.join("weights.safetensors"))?;
         let mut state = self.sgd.state();
         state.extend(self.adam.state());
-        for (i, t) in self.theta.iter().enumerate() {
-            state.insert(format!("theta.l{i}"), t.as_tensor().detach());
+        for (name, t) in self.theta_names.iter().zip(&self.theta) {
+            state.insert(name.clone(), t.as_tensor().detach());
         }
         let state_file = tmp.join("state.safetensors");
         candle_core::safetensors::save(&state, &state_file)
@@ -424,9 +455,9 @@ impl State {
         let state_file = dir.join("state.safetensors");
         let state = candle_core::safetensors::load(&state_file, self.net.params.device())
             .with_context(|| format!("{}: not a readable checkpoint", state_file.display()))?;
-        for (i, t) in self.theta.iter().enumerate() {
+        for (i, (name, t)) in self.theta_names.iter().zip(&self.theta).enumerate() {
             let v = state
-                .get(&format!("theta.l{i}"))
+                .get(name)
                 .with_context(|| format!("{}: θ of layer {i} is missing", state_file.display()))?;
             ensure!(
                 v.dims() == t.dims(),
@@ -478,6 +509,16 @@ fn ce_and_correct(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, usize)> {
     Ok((ce, correct))
 }
 
+fn stop_if_cancelled(cancel: &AtomicBool, epoch: usize, run: &RunDir) -> Result<()> {
+    if cancel.load(Ordering::Relaxed) {
+        bail!(
+            "cancelled; the checkpoint of epoch {epoch} remains in {}",
+            run.checkpoint().display()
+        );
+    }
+    Ok(())
+}
+
 fn finite(v: f64, what: &str, epoch: usize, step: usize, run: &RunDir) -> Result<f64> {
     if !v.is_finite() {
         bail!(
@@ -505,12 +546,8 @@ pub fn search(
     let space = lut.space.clone();
     let table = LatencyTable::new(&lut, &space, cfg.dtype)?;
     if resume {
-        let text = fs::read_to_string(run.config())
-            .with_context(|| format!("{}: not a search run folder", run.0.display()))?;
-        let saved: SearchConfig = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a search configuration", run.config().display()))?;
         ensure!(
-            &saved == cfg,
+            &run.load_config()? == cfg,
             "{}: the run was started with another configuration; resume it with the same one",
             run.config().display()
         );
@@ -535,7 +572,8 @@ pub fn search(
     let steps_per_epoch = data::batch_count(data.weights.len(), cfg.batch_size, true);
     let total_steps = (steps_per_epoch * cfg.epochs) as f64;
     let loss_fn = cfg.latency_loss();
-    let named: Vec<_> = st
+    // shared handles to the weights (cheap clones), so that `st` can be borrowed mutably in the loop
+    let named: Vec<(String, crate::params::Param)> = st
         .net
         .params
         .trainable()
@@ -543,12 +581,11 @@ pub fn search(
         .collect();
     let named: Vec<(&str, &crate::params::Param)> =
         named.iter().map(|(k, p)| (k.as_str(), p)).collect();
-    let theta_names: Vec<String> = (0..st.theta.len()).map(|i| format!("theta.l{i}")).collect();
-    let to_tensors = |b: &data::Batch| -> Result<(Tensor, Tensor)> {
+    let to_tensors = |b: data::Batch| -> Result<(Tensor, Tensor)> {
         let [n, c, h, w] = b.shape;
         Ok((
-            Tensor::from_vec(b.images.clone(), (n, c, h, w), device)?,
-            Tensor::from_vec(b.labels.clone(), n, device)?,
+            Tensor::from_vec(b.images, (n, c, h, w), device)?,
+            Tensor::from_vec(b.labels, n, device)?,
         ))
     };
 
@@ -568,22 +605,12 @@ pub fn search(
         )?;
         let steps = loader.len();
         for (step, batch) in loader.enumerate() {
-            if cancel.load(Ordering::Relaxed) {
-                bail!(
-                    "cancelled; the checkpoint of epoch {} remains in {}",
-                    epoch,
-                    run.checkpoint().display()
-                );
-            }
-            let (x, y) = to_tensors(&batch?)?;
+            stop_if_cancelled(cancel, epoch, run)?;
+            let (x, y) = to_tensors(batch?)?;
             lr = 0.5
                 * cfg.lr
                 * (1.0 + (std::f64::consts::PI * st.weight_steps as f64 / total_steps).cos());
-            let m = st
-                .theta
-                .iter()
-                .map(|t| gumbel_softmax(&t.as_tensor().detach(), tau, &mut st.gumbel))
-                .collect::<Result<Vec<_>>>()?;
+            let m = st.mix(Some(tau), false)?;
             let logits = st.net.forward(&x, Some(&m), true)?;
             let (ce, ok) = ce_and_correct(&logits, &y)?;
             let v = finite(
@@ -615,27 +642,18 @@ pub fn search(
         let loader = data::batches(data.source.clone(), &data.theta, aug, epoch as u64)?;
         let steps = loader.len();
         for (step, batch) in loader.enumerate() {
-            if cancel.load(Ordering::Relaxed) {
-                bail!(
-                    "cancelled; the checkpoint of epoch {} remains in {}",
-                    epoch,
-                    run.checkpoint().display()
-                );
-            }
-            let (x, y) = to_tensors(&batch?)?;
+            stop_if_cancelled(cancel, epoch, run)?;
+            let (x, y) = to_tensors(batch?)?;
             let (ce, ok) = if theta_on {
-                let m = st
-                    .theta
-                    .iter()
-                    .map(|t| gumbel_softmax(t.as_tensor(), tau, &mut st.gumbel))
-                    .collect::<Result<Vec<_>>>()?;
+                let m = st.mix(Some(tau), true)?;
                 let logits = st.net.forward(&x, Some(&m), true)?;
                 let (ce, ok) = ce_and_correct(&logits, &y)?;
                 let lat = table.expected(&m)?;
                 let loss = loss_fn.combine(&ce, &lat)?;
                 finite(loss.to_scalar::<f32>()? as f64, "loss", epoch, step, run)?;
                 let grads = loss.backward()?;
-                let params: Vec<(&str, &Var)> = theta_names
+                let params: Vec<(&str, &Var)> = st
+                    .theta_names
                     .iter()
                     .map(String::as_str)
                     .zip(st.theta.iter())
@@ -644,17 +662,7 @@ pub fn search(
                 lat_now = table.expected_us(&st.probs()?);
                 (ce, ok)
             } else {
-                let m = st
-                    .probs()?
-                    .iter()
-                    .map(|p| {
-                        Tensor::from_vec(
-                            p.iter().map(|&v| v as f32).collect::<Vec<_>>(),
-                            p.len(),
-                            device,
-                        )
-                    })
-                    .collect::<candle_core::Result<Vec<_>>>()?;
+                let m = st.mix(None, false)?;
                 // training-mode BN, as in the θ steps that follow the frozen epochs
                 let logits = st.net.forward(&x, Some(&m), true)?.detach();
                 ce_and_correct(&logits, &y)?

@@ -12,6 +12,11 @@ use indicatif::ProgressBar;
 
 use crate::progress::bar;
 
+/// The flags' defaults are the library's, so the two cannot drift apart.
+fn defaults() -> SearchConfig {
+    SearchConfig::default()
+}
+
 #[derive(clap::Args)]
 pub struct SearchArgs {
     /// The latency table (from `fbnet profile`); the search runs on its space.
@@ -19,66 +24,66 @@ pub struct SearchArgs {
     pub lut: Option<PathBuf>,
     /// Dataset: `fashion-mnist` (Debian's dataset-fashion-mnist), `fashion-mnist:DIR`, `cifar10:DIR`
     /// (binary batches) or an image folder `ROOT/{train,val|test}/<class>/*.jpg`.
-    #[arg(long, default_value = "fashion-mnist")]
+    #[arg(long, default_value_t = defaults().data)]
     pub data: String,
     /// Latencies of this dtype drive the search.
-    #[arg(long, default_value = "int8")]
+    #[arg(long, default_value_t = defaults().dtype.to_string())]
     pub dtype: String,
     /// Search on a random subset of this many classes (the paper's proxy task).
     #[arg(long)]
     pub classes: Option<usize>,
     /// Seed of the class subset.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().class_seed)]
     pub class_seed: u64,
     /// Use at most this many training images (stratified), for quick searches.
     #[arg(long)]
     pub max_images: Option<usize>,
     /// Fraction of the training images for the weights; the rest train θ.
-    #[arg(long, default_value_t = 0.8)]
+    #[arg(long, default_value_t = defaults().split)]
     pub split: f64,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = defaults().epochs)]
     pub epochs: usize,
     /// Epochs before θ starts learning (default: a ninth of the epochs, as the paper's 10 of 90).
     #[arg(long)]
     pub freeze_epochs: Option<usize>,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = defaults().batch_size)]
     pub batch_size: usize,
     /// Initial learning rate of the weights (SGD, momentum 0.9, cosine decay).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = defaults().lr)]
     pub lr: f64,
     /// Weight decay of the weights.
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = defaults().weight_decay)]
     pub weight_decay: f64,
     /// Learning rate of θ (Adam).
-    #[arg(long, default_value_t = 1e-2)]
+    #[arg(long, default_value_t = defaults().theta_lr)]
     pub theta_lr: f64,
     /// Weight decay of θ.
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, default_value_t = defaults().theta_weight_decay)]
     pub theta_weight_decay: f64,
     /// Initial Gumbel-softmax temperature.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = defaults().tau)]
     pub tau: f64,
     /// Temperature decay per epoch: τ_e = τ_0 · exp(−decay · e).
-    #[arg(long, default_value_t = 0.045)]
+    #[arg(long, default_value_t = defaults().tau_decay)]
     pub tau_decay: f64,
     /// multiplicative: the paper's CE·α·(log LAT)^β; additive: NNI's CE + α·LAT^β.
-    #[arg(long, value_enum, default_value = "multiplicative")]
+    #[arg(long, value_enum, default_value_t = defaults().loss)]
     pub loss: LossForm,
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = defaults().alpha)]
     pub alpha: f64,
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = defaults().beta)]
     pub beta: f64,
     /// Architectures to sample from P_θ at the end.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = defaults().samples)]
     pub samples: usize,
     /// Train without random crops and flips.
     #[arg(long)]
     pub no_augment: bool,
     /// Fixes weight init, Gumbel noise, data order and augmentation.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = defaults().seed)]
     pub seed: u64,
     /// Threads decoding images ahead of the training step.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults().workers)]
     pub workers: usize,
     /// Where to train: `cpu`, or `cuda` (GPU 0; needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
@@ -108,7 +113,7 @@ impl SearchArgs {
                 .unwrap_or(self.epochs.div_ceil(9).min(self.epochs - 1)),
             batch_size: self.batch_size,
             lr: self.lr,
-            momentum: 0.9,
+            momentum: defaults().momentum,
             weight_decay: self.weight_decay,
             theta_lr: self.theta_lr,
             theta_weight_decay: self.theta_weight_decay,
@@ -128,12 +133,8 @@ impl SearchArgs {
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     let (cfg, run, resume) = match &args.resume {
         Some(dir) => {
-            let path = dir.join("config.json");
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("{}: not a search run folder", dir.display()))?;
-            let cfg: SearchConfig = serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a search configuration", path.display()))?;
-            (cfg, RunDir(dir.clone()), true)
+            let run = RunDir(dir.clone());
+            (run.load_config()?, run, true)
         }
         None => {
             anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
