@@ -189,21 +189,26 @@ impl CustomOp3 for FusedBn {
         let (dx, dgamma, dbeta) = with_cpu_data(grad, "batch norm gradient", |dy| {
             with_cpu_data(x, "batch norm input", |xs| {
                 with_cpu_data(res, "batch norm output", |ys| {
-                    let masked = |g: f32, y: f32| if relu && y <= 0.0 { 0.0 } else { g };
+                    // g: dy through the ReLU's mask, once for both passes (dy itself without ReLU)
+                    let masked: Vec<f32>;
+                    let g: &[f32] = if relu {
+                        masked = dy
+                            .par_iter()
+                            .zip(ys)
+                            .map(|(&g, &y)| if y <= 0.0 { 0.0 } else { g })
+                            .collect();
+                        &masked
+                    } else {
+                        dy
+                    };
                     let (dgamma, dbeta): (Vec<f32>, Vec<f32>) = (0..c)
                         .into_par_iter()
                         .map(|ch| {
                             let (mut sg, mut sgx) = (0f64, 0f64);
                             for b in 0..n {
                                 let r = (b * c + ch) * plane..(b * c + ch + 1) * plane;
-                                // g = dy masked by the ReLU, written into a scratch plane
-                                let g: Vec<f32> = dy[r.clone()]
-                                    .iter()
-                                    .zip(&ys[r.clone()])
-                                    .map(|(&g, &y)| masked(g, y))
-                                    .collect();
-                                let pg = sum(&g);
-                                let pgx = dot(&g, &xs[r]) - mean[ch] * pg;
+                                let pg = sum(&g[r.clone()]);
+                                let pgx = dot(&g[r.clone()], &xs[r]) - mean[ch] * pg;
                                 sg += pg as f64;
                                 sgx += pgx as f64;
                             }
@@ -217,13 +222,8 @@ impl CustomOp3 for FusedBn {
                         let (mg, mgx) = (dbeta[ch] / count, dgamma[ch] / count);
                         let r = nc * plane..(nc + 1) * plane;
                         let (m, is) = (mean[ch], inv_std[ch]);
-                        for (((out, &g), &x), &y) in d
-                            .iter_mut()
-                            .zip(&dy[r.clone()])
-                            .zip(&xs[r.clone()])
-                            .zip(&ys[r])
-                        {
-                            *out = k * (masked(g, y) - mg - (x - m) * is * mgx);
+                        for ((out, &g), &x) in d.iter_mut().zip(&g[r.clone()]).zip(&xs[r]) {
+                            *out = k * (g - mg - (x - m) * is * mgx);
                         }
                     });
                     (dx, dgamma, dbeta)
