@@ -870,6 +870,6 @@ fn finish(cfg: &SearchConfig, run: &RunDir, lut: &Lut, st: &State) -> Result<Sea
         &run.result(),
         serde_json::to_string_pretty(&result)?.as_bytes(),
     )?;
-    crate::search_report::write(run, cfg, lut, &result, &st.net.space)?;
+    crate::search_report::write(run, cfg, lut, &result)?;
     Ok(result)
 }

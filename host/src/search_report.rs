@@ -2,8 +2,8 @@
 //! a short markdown report, all in the run folder.
 
 use anyhow::Result;
+use mobile_core::Arch;
 use mobile_core::lut::Lut;
-use mobile_core::{Arch, Space};
 
 use crate::report::{LayerProbs, arch_svg, heatmap_png, layer_label, markdown_table, write_atomic};
 use crate::search::{Candidate, RunDir, SearchConfig, SearchResult, read_metrics};
@@ -27,14 +27,9 @@ fn candidate_row(c: &Candidate) -> Vec<String> {
     ]
 }
 
-/// Writes `heatmap.png`, `arch.svg` and `report.md` into the run folder.
-pub fn write(
-    run: &RunDir,
-    cfg: &SearchConfig,
-    lut: &Lut,
-    result: &SearchResult,
-    space: &Space,
-) -> Result<()> {
+/// Writes `heatmap.png`, `arch.svg` and `report.md` into the run folder (the space searched is the table's).
+pub fn write(run: &RunDir, cfg: &SearchConfig, lut: &Lut, result: &SearchResult) -> Result<()> {
+    let space = &lut.space;
     let layers: Vec<LayerProbs> = space
         .layers()
         .iter()
