@@ -10,6 +10,7 @@ pub mod device;
 pub mod error;
 pub mod in_network;
 pub mod lut;
+pub mod model_meta;
 pub mod onnx;
 pub mod ops;
 pub mod profile;
