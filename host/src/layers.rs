@@ -14,7 +14,7 @@ use crate::kernels::{batch_norm_train, depthwise_conv};
 use crate::params::{Init, Kind, Params};
 
 /// PyTorch's defaults, which the paper's training used.
-const BN_EPS: f64 = 1e-5;
+pub const BN_EPS: f64 = 1e-5;
 const BN_MOMENTUM: f64 = 0.1;
 
 /// Batch norm with running statistics (updated in training mode, used in evaluation mode).
@@ -279,7 +279,7 @@ impl BlockNet {
     }
 }
 
-/// Global average pool and a fully connected layer with bias.
+/// The fully connected layer with bias after global average pooling.
 #[derive(Clone, Debug)]
 pub struct Classifier {
     pub weight: Var,
@@ -304,8 +304,13 @@ impl Classifier {
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let pooled = x.flatten_from(2)?.mean(D::Minus1)?;
+    /// Global average pooling `[n, c, h, w]` → `[n, c]`.
+    pub fn pool(x: &Tensor) -> Result<Tensor> {
+        Ok(x.flatten_from(2)?.mean(D::Minus1)?)
+    }
+
+    /// Logits of pooled features `[n, c]`.
+    pub fn forward(&self, pooled: &Tensor) -> Result<Tensor> {
         Ok(pooled
             .matmul(&self.weight.as_tensor().t()?)?
             .broadcast_add(self.bias.as_tensor())?)

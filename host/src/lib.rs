@@ -2,12 +2,15 @@
 //! the search, the super net and its kernels, the search loop, and the reports of a run.
 
 pub mod data;
+pub mod export;
 pub mod kernels;
 pub mod latency;
 pub mod layers;
 pub mod optim;
 pub mod params;
 pub mod report;
+pub mod runs;
 pub mod search;
 pub mod search_report;
 pub mod supernet;
+pub mod train;

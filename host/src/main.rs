@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod progress;
 
-use commands::{arch, lut, profile, search, space};
+use commands::{arch, export, lut, profile, search, space, train};
 
 /// mimalloc instead of glibc malloc: glibc maps and unmaps every large tensor, which cost hundreds of
 /// thousands of page faults per training step in our measurements.
@@ -36,6 +36,10 @@ enum Command {
     Profile(profile::ProfileArgs),
     /// Search an architecture with DNAS: train the super net and sample from the learned distribution.
     Search(Box<search::SearchArgs>),
+    /// Train an architecture from scratch (a search result, a file, a built-in).
+    Train(Box<train::TrainArgs>),
+    /// Export a trained run to ONNX (fp32, int8 QDQ) with its description, checked in ONNX Runtime.
+    Export(export::ExportArgs),
     /// Inspect, compare and validate latency tables.
     #[command(subcommand)]
     Lut(lut::LutCommand),
@@ -71,5 +75,7 @@ fn main() -> anyhow::Result<()> {
         Command::Profile(a) => profile::run(a),
         Command::Lut(c) => lut::run(c),
         Command::Search(a) => search::run(*a),
+        Command::Train(a) => train::run(*a),
+        Command::Export(a) => export::run(a),
     }
 }

@@ -4,14 +4,12 @@
 //! configuration, per-epoch metrics, a checkpoint after every epoch (so `--resume` continues a killed
 //! run), and at the end P_θ, the most likely architecture and samples from P_θ.
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use candle_core::{D, DType, Device, Tensor, Var};
 use mobile_core::lut::Lut;
 use mobile_core::onnx::Dtype;
@@ -23,6 +21,11 @@ use crate::data::{self, Augment, LoaderConfig, Source, Subset};
 use crate::latency::{LatencyLoss, LatencyTable, gumbel_softmax};
 use crate::optim::{Adam, Sgd};
 use crate::report::write_atomic;
+pub use crate::runs::RunDir;
+use crate::runs::{
+    Tally, append_line, ce_and_correct, checkpoint_to_read, finite, read_meta, stop_if_cancelled,
+    truncate_metrics, write_checkpoint,
+};
 use crate::supernet::Network;
 
 /// Which form of the latency-aware loss.
@@ -301,32 +304,6 @@ fn prepare_data(cfg: &SearchConfig, space: &Space) -> Result<SearchData> {
     })
 }
 
-/// The run folder's files.
-pub struct RunDir(pub PathBuf);
-
-impl RunDir {
-    pub fn config(&self) -> PathBuf {
-        self.0.join("config.json")
-    }
-    pub fn metrics(&self) -> PathBuf {
-        self.0.join("metrics.jsonl")
-    }
-    pub fn checkpoint(&self) -> PathBuf {
-        self.0.join("checkpoint")
-    }
-    pub fn result(&self) -> PathBuf {
-        self.0.join("result.json")
-    }
-
-    /// The configuration the run was started with.
-    pub fn load_config(&self) -> Result<SearchConfig> {
-        let text = fs::read_to_string(self.config())
-            .with_context(|| format!("{}: not a search run folder", self.0.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a search configuration", self.config().display()))
-    }
-}
-
 /// The search state that a checkpoint holds.
 struct State {
     net: Network,
@@ -393,57 +370,35 @@ impl State {
     /// Writes the checkpoint: a fresh folder renamed over the old one, so a kill at any moment leaves
     /// either the previous or the new checkpoint complete.
     fn save(&self, dir: &Path, tau: f64) -> Result<()> {
-        let tmp = dir.with_extension("tmp");
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp)
-                .with_context(|| format!("{}: cannot remove", tmp.display()))?;
-        }
-        fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-        self.net.params.save(&tmp.join("weights.safetensors"))?;
-        let mut state = self.sgd.state();
-        state.extend(self.adam.state());
-        for (name, t) in self.theta_names.iter().zip(&self.theta) {
-            state.insert(name.clone(), t.as_tensor().detach());
-        }
-        let state_file = tmp.join("state.safetensors");
-        candle_core::safetensors::save(&state, &state_file)
-            .with_context(|| format!("{}: cannot write", state_file.display()))?;
-        let meta = CheckpointMeta {
-            epochs_done: self.epochs_done,
-            tau,
-            weight_steps: self.weight_steps,
-            adam_steps: self.adam.steps,
-            gumbel_rng: self.gumbel.state(),
-            space_hash: self.net.space.hash(),
-        };
-        write_atomic(
-            &tmp.join("meta.json"),
-            serde_json::to_string_pretty(&meta)?.as_bytes(),
-        )?;
-        let old = dir.with_extension("old");
-        if dir.exists() {
-            fs::rename(dir, &old)
-                .with_context(|| format!("{}: cannot move aside", dir.display()))?;
-        }
-        fs::rename(&tmp, dir).with_context(|| format!("{}: cannot install", dir.display()))?;
-        if old.exists() {
-            fs::remove_dir_all(&old)
-                .with_context(|| format!("{}: cannot remove", old.display()))?;
-        }
-        Ok(())
+        write_checkpoint(dir, |tmp| {
+            self.net.params.save(&tmp.join("weights.safetensors"))?;
+            let mut state = self.sgd.state();
+            state.extend(self.adam.state());
+            for (name, t) in self.theta_names.iter().zip(&self.theta) {
+                state.insert(name.clone(), t.as_tensor().detach());
+            }
+            let state_file = tmp.join("state.safetensors");
+            candle_core::safetensors::save(&state, &state_file)
+                .with_context(|| format!("{}: cannot write", state_file.display()))?;
+            let meta = CheckpointMeta {
+                epochs_done: self.epochs_done,
+                tau,
+                weight_steps: self.weight_steps,
+                adam_steps: self.adam.steps,
+                gumbel_rng: self.gumbel.state(),
+                space_hash: self.net.space.hash(),
+            };
+            write_atomic(
+                &tmp.join("meta.json"),
+                serde_json::to_string_pretty(&meta)?.as_bytes(),
+            )
+        })
     }
 
     fn load(&mut self, dir: &Path) -> Result<()> {
-        let dir = if dir.exists() {
-            dir.to_path_buf()
-        } else {
-            dir.with_extension("old")
-        };
+        let dir = checkpoint_to_read(dir);
+        let meta: CheckpointMeta = read_meta(&dir, "search")?;
         let meta_file = dir.join("meta.json");
-        let text = fs::read_to_string(&meta_file)
-            .with_context(|| format!("{}: no checkpoint to resume from", meta_file.display()))?;
-        let meta: CheckpointMeta = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a search checkpoint", meta_file.display()))?;
         ensure!(
             meta.space_hash == self.net.space.hash(),
             "{}: the checkpoint is of space {}, the run's table is of space {}",
@@ -475,62 +430,6 @@ impl State {
     }
 }
 
-/// Running cross-entropy and accuracy of one phase of an epoch.
-#[derive(Default)]
-struct Tally {
-    ce_sum: f64,
-    correct: usize,
-    seen: usize,
-}
-
-impl Tally {
-    fn add(&mut self, ce: f64, correct: usize, n: usize) {
-        self.ce_sum += ce * n as f64;
-        self.correct += correct;
-        self.seen += n;
-    }
-    fn ce(&self) -> f64 {
-        self.ce_sum / self.seen.max(1) as f64
-    }
-    fn acc(&self) -> f64 {
-        self.correct as f64 / self.seen.max(1) as f64
-    }
-}
-
-/// Cross-entropy and the number of correct predictions of a batch.
-fn ce_and_correct(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, usize)> {
-    let ce = candle_nn::loss::cross_entropy(logits, labels)?;
-    let pred = logits.argmax(D::Minus1)?;
-    let correct = pred
-        .eq(labels)?
-        .to_dtype(DType::F32)?
-        .sum_all()?
-        .to_scalar::<f32>()? as usize;
-    Ok((ce, correct))
-}
-
-fn stop_if_cancelled(cancel: &AtomicBool, epoch: usize, run: &RunDir) -> Result<()> {
-    if cancel.load(Ordering::Relaxed) {
-        bail!(
-            "cancelled; the checkpoint of epoch {epoch} remains in {}",
-            run.checkpoint().display()
-        );
-    }
-    Ok(())
-}
-
-fn finite(v: f64, what: &str, epoch: usize, step: usize, run: &RunDir) -> Result<f64> {
-    if !v.is_finite() {
-        bail!(
-            "epoch {} step {step}: the {what} is {v}, not a finite number; the search stopped. The checkpoint \
-             in {} holds the last good epoch: resume with a lower --lr / --theta-lr",
-            epoch + 1,
-            run.checkpoint().display()
-        );
-    }
-    Ok(v)
-}
-
 /// Runs a search into `run` (a new run, or `resume` an interrupted one from its folder). `progress` is
 /// called after every step; setting `cancel` stops after the current step (the last checkpoint stays).
 pub fn search(
@@ -545,27 +444,10 @@ pub fn search(
     let lut = Lut::load(&cfg.lut)?;
     let space = lut.space.clone();
     let table = LatencyTable::new(&lut, &space, cfg.dtype)?;
-    if resume {
-        ensure!(
-            &run.load_config()? == cfg,
-            "{}: the run was started with another configuration; resume it with the same one",
-            run.config().display()
-        );
-    } else {
-        if run.result().exists() || run.checkpoint().exists() {
-            bail!(
-                "{} already holds a search: pass --resume to continue it, or choose another --out",
-                run.0.display()
-            );
-        }
-        fs::create_dir_all(&run.0)
-            .with_context(|| format!("{}: cannot create", run.0.display()))?;
-        write_atomic(&run.config(), serde_json::to_string_pretty(cfg)?.as_bytes())?;
-        write_atomic(&run.metrics(), b"")?;
-    }
+    run.start(cfg, resume, "search")?;
     let data = prepare_data(cfg, &space)?;
     let mut st = State::new(&space, cfg, device)?;
-    if resume && (run.checkpoint().exists() || run.checkpoint().with_extension("old").exists()) {
+    if resume && run.has_checkpoint() {
         st.load(&run.checkpoint())?;
         truncate_metrics(&run.metrics(), st.epochs_done)?;
     }
@@ -723,43 +605,6 @@ pub fn mean_entropy(probs: &[Vec<f64>]) -> f64 {
     sum / probs.len().max(1) as f64
 }
 
-fn append_line(path: &Path, line: &str) -> Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .with_context(|| format!("{}: cannot append", path.display()))?;
-    writeln!(f, "{line}").with_context(|| format!("{}: cannot append", path.display()))?;
-    f.sync_data()
-        .with_context(|| format!("{}: cannot sync", path.display()))
-}
-
-/// Keeps the first `epochs` lines of the metrics (those the checkpoint covers).
-fn truncate_metrics(path: &Path, epochs: usize) -> Result<()> {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let kept: String = text
-        .lines()
-        .take(epochs)
-        .map(|l| format!("{l}\n"))
-        .collect();
-    write_atomic(path, kept.as_bytes())
-}
-
-/// Reads a run's metrics.
-pub fn read_metrics(run: &RunDir) -> Result<Vec<EpochMetrics>> {
-    let path = run.metrics();
-    let text =
-        fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-    text.lines()
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_str(l).with_context(|| {
-                format!("{}: line {} is not an epoch record", path.display(), i + 1)
-            })
-        })
-        .collect()
-}
-
 /// A named architecture of the space with its predicted cost.
 fn candidate(
     name: &str,
@@ -872,4 +717,9 @@ fn finish(cfg: &SearchConfig, run: &RunDir, lut: &Lut, st: &State) -> Result<Sea
     )?;
     crate::search_report::write(run, cfg, lut, &result)?;
     Ok(result)
+}
+
+/// Reads a search run's metrics.
+pub fn read_metrics(run: &RunDir) -> Result<Vec<EpochMetrics>> {
+    crate::runs::read_metrics(run)
 }

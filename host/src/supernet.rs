@@ -107,6 +107,12 @@ impl Network {
     /// Logits `[n, classes]` of images `[n, c, h, w]`. `mix` holds one weight vector per layer (the super
     /// net's Gumbel-softmax samples); without it every layer must have a single candidate.
     pub fn forward(&self, x: &Tensor, mix: Option<&[Tensor]>, train: bool) -> Result<Tensor> {
+        self.logits(&self.features(x, mix, train)?)
+    }
+
+    /// The classifier's input `[n, head channels]`: the globally pooled head output, where training from
+    /// scratch applies dropout.
+    pub fn features(&self, x: &Tensor, mix: Option<&[Tensor]>, train: bool) -> Result<Tensor> {
         if let Some(m) = mix {
             ensure!(
                 m.len() == self.layers.len(),
@@ -137,7 +143,12 @@ impl Network {
             };
         }
         let h = self.head.forward(&h, train)?;
-        self.classifier.forward(&h)
+        Classifier::pool(&h)
+    }
+
+    /// Logits of pooled features.
+    pub fn logits(&self, features: &Tensor) -> Result<Tensor> {
+        self.classifier.forward(features)
     }
 }
 

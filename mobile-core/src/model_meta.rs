@@ -8,8 +8,8 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::onnx::proto::{ModelProto, StringStringEntryProto};
 use crate::onnx::Dtype;
+use crate::onnx::proto::{ModelProto, StringStringEntryProto};
 
 /// The `metadata_props` key of the JSON.
 pub const META_KEY: &str = "fbnet";
@@ -116,7 +116,10 @@ pub fn decode_model(bytes: &[u8], origin: &Path) -> Result<ModelProto> {
     let model = ModelProto::decode(bytes)
         .map_err(|e| Error::bad_file(origin, format!("not an ONNX model: {e}")))?;
     if model.graph.is_none() {
-        return Err(Error::bad_file(origin, "not an ONNX model: it has no graph"));
+        return Err(Error::bad_file(
+            origin,
+            "not an ONNX model: it has no graph",
+        ));
     }
     Ok(model)
 }

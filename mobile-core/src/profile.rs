@@ -23,7 +23,7 @@ use crate::lut::{Entry, Lut, RuntimeDesc};
 use crate::onnx::weights::SplitMix;
 use crate::onnx::{Dtype, NetworkGraph, RandomWeights, Ranges, op_graph};
 use crate::ops::Op;
-use crate::runtime::{self, SessionConfig, calibrate};
+use crate::runtime::{self, RangeEstimate, SessionConfig, calibrate};
 use crate::space::Space;
 use crate::timing::{Stats, TimingConfig, time_session};
 
@@ -106,7 +106,7 @@ pub fn build_at(
         return Ok(fp32);
     }
     let inputs = random_inputs(&fp32.input_shape, 2, seed ^ 0xca1b);
-    let ranges = calibrate(&fp32, &inputs, session)?;
+    let ranges = calibrate(&fp32, &inputs, session, RangeEstimate::MinMax)?;
     make(Dtype::Int8, Some(&ranges))
 }
 

@@ -204,26 +204,67 @@ pub fn run(
     Ok(out)
 }
 
-/// Runs the fp32 graph with every activation exposed on each of `inputs` and returns the observed
-/// (min, max) of each activation: the ranges an int8 graph is built with.
+/// How the range of an activation is estimated from calibration images.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum RangeEstimate {
+    /// The smallest and largest value over all images: nothing clips, but one outlier widens the
+    /// quantisation step of every value.
+    MinMax,
+    /// Per image, the `q` and `1 − q` quantiles of the activation's values, averaged over the images:
+    /// the rare extreme values clip, the common ones get finer steps.
+    Quantile { q: f64 },
+}
+
+/// The `q`-quantile and `(1 − q)`-quantile of `values` (reordered in place).
+fn quantiles(values: &mut [f32], q: f64) -> (f32, f32) {
+    let n = values.len();
+    let lo = ((n as f64 - 1.0) * q).round() as usize;
+    let hi = ((n as f64 - 1.0) * (1.0 - q)).round() as usize;
+    let (_, &mut hi_v, _) = values.select_nth_unstable_by(hi, f32::total_cmp);
+    let (_, &mut lo_v, _) = values.select_nth_unstable_by(lo, f32::total_cmp);
+    (lo_v, hi_v)
+}
+
+/// Runs the fp32 graph with every activation exposed on each of `inputs` and estimates the range of
+/// each activation: the ranges an int8 graph is built with.
 pub fn calibrate(
     graph: &NetworkGraph,
     inputs: &[Vec<f32>],
     config: SessionConfig,
+    estimate: RangeEstimate,
 ) -> Result<Ranges> {
     let model = graph.calibration_model().to_bytes();
     let mut session = config.session(&model)?;
     let mut ranges = Ranges::new();
     for input in inputs {
         let outputs = run(&mut session, input, &graph.input_shape)?;
-        for (name, (_, values)) in graph.activations.iter().zip(outputs) {
-            let (lo, hi) = values
-                .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                    (lo.min(v), hi.max(v))
-                });
-            let e = ranges.entry(name.clone()).or_insert((lo, hi));
-            *e = (e.0.min(lo), e.1.max(hi));
+        for (name, (_, mut values)) in graph.activations.iter().zip(outputs) {
+            let (lo, hi) = match estimate {
+                RangeEstimate::MinMax => values
+                    .iter()
+                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                        (lo.min(v), hi.max(v))
+                    }),
+                RangeEstimate::Quantile { q } => quantiles(&mut values, q),
+            };
+            match estimate {
+                RangeEstimate::MinMax => {
+                    let e = ranges.entry(name.clone()).or_insert((lo, hi));
+                    *e = (e.0.min(lo), e.1.max(hi));
+                }
+                RangeEstimate::Quantile { .. } => {
+                    // running sums, divided by the image count below
+                    let e = ranges.entry(name.clone()).or_insert((0.0, 0.0));
+                    *e = (e.0 + lo, e.1 + hi);
+                }
+            }
+        }
+    }
+    if let RangeEstimate::Quantile { .. } = estimate {
+        let n = inputs.len().max(1) as f32;
+        for v in ranges.values_mut() {
+            *v = (v.0 / n, v.1 / n);
         }
     }
     Ok(ranges)
@@ -232,6 +273,14 @@ pub fn calibrate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantiles_clip_the_extremes() {
+        let mut v: Vec<f32> = (0..1001).map(|i| i as f32).collect();
+        v.reverse();
+        assert_eq!(quantiles(&mut v, 0.0), (0.0, 1000.0));
+        assert_eq!(quantiles(&mut v, 0.01), (10.0, 990.0));
+    }
 
     #[test]
     fn the_loaded_library_reports_its_version() {

@@ -2,7 +2,7 @@
 
 use mobile_core::onnx::{Dtype, RandomWeights, arch_graph, op_graph};
 use mobile_core::profile::random_inputs;
-use mobile_core::runtime::{SessionConfig, calibrate, run};
+use mobile_core::runtime::{RangeEstimate, SessionConfig, calibrate, run};
 use mobile_core::{Arch, BUILTINS, Block, Op, Space, builtin};
 
 fn tiny_space() -> Space {
@@ -15,7 +15,13 @@ fn fp32_and_int8(op: &Op, seed: u64) -> (Vec<f32>, Vec<f32>, f32) {
     let cfg = SessionConfig::default();
     let fp = op_graph(op, Dtype::Fp32, &mut RandomWeights { seed }, None).unwrap();
     let input = random_inputs(&fp.input_shape, 1, seed).remove(0);
-    let ranges = calibrate(&fp, std::slice::from_ref(&input), cfg).unwrap();
+    let ranges = calibrate(
+        &fp,
+        std::slice::from_ref(&input),
+        cfg,
+        RangeEstimate::MinMax,
+    )
+    .unwrap();
     let q = op_graph(op, Dtype::Int8, &mut RandomWeights { seed }, Some(&ranges)).unwrap();
     let mut s_fp = cfg.session(&fp.model.to_bytes()).unwrap();
     let mut s_q = cfg.session(&q.model.to_bytes()).unwrap();
@@ -185,7 +191,7 @@ fn whole_int8_network_tracks_fp32_top1() {
     )
     .unwrap();
     let calib = random_inputs(&fp.input_shape, 8, 99);
-    let ranges = calibrate(&fp, &calib, cfg).unwrap();
+    let ranges = calibrate(&fp, &calib, cfg, RangeEstimate::MinMax).unwrap();
     let q = arch_graph(
         &arch,
         Dtype::Int8,

@@ -1,10 +1,12 @@
 //! One module per subcommand.
 
 pub mod arch;
+pub mod export;
 pub mod lut;
 pub mod profile;
 pub mod search;
 pub mod space;
+pub mod train;
 
 use mobile_core::Space;
 

@@ -134,7 +134,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     let (cfg, run, resume) = match &args.resume {
         Some(dir) => {
             let run = RunDir(dir.clone());
-            (run.load_config()?, run, true)
+            (run.load_config("search")?, run, true)
         }
         None => {
             anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");

@@ -1,0 +1,214 @@
+//! What the search and training runs share: their folder's files (a configuration, one metrics line per
+//! epoch, checkpoints installed atomically), the running tallies of a phase, and the two ways a run stops
+//! early (cancelled, or a loss that is not a number) without losing its last checkpoint.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use candle_core::{D, DType, Tensor};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::report::write_atomic;
+
+/// A run folder and the names of the files every run keeps there.
+#[derive(Clone, Debug)]
+pub struct RunDir(pub PathBuf);
+
+impl RunDir {
+    pub fn config(&self) -> PathBuf {
+        self.0.join("config.json")
+    }
+    pub fn metrics(&self) -> PathBuf {
+        self.0.join("metrics.jsonl")
+    }
+    pub fn checkpoint(&self) -> PathBuf {
+        self.0.join("checkpoint")
+    }
+    pub fn result(&self) -> PathBuf {
+        self.0.join("result.json")
+    }
+
+    /// The configuration the run was started with; `what` (`search`, `training`) names the kind of run
+    /// in errors.
+    pub fn load_config<C: DeserializeOwned>(&self, what: &str) -> Result<C> {
+        let text = fs::read_to_string(self.config())
+            .with_context(|| format!("{}: not a {what} run folder", self.0.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a {what} configuration", self.config().display()))
+    }
+
+    /// Starts a run: `resume` checks that the folder's configuration is `cfg`; a new run refuses a folder
+    /// that already holds one, then writes the configuration and an empty metrics file.
+    pub fn start<C>(&self, cfg: &C, resume: bool, what: &str) -> Result<()>
+    where
+        C: Serialize + DeserializeOwned + PartialEq,
+    {
+        if resume {
+            anyhow::ensure!(
+                &self.load_config::<C>(what)? == cfg,
+                "{}: the run was started with another configuration; resume it with the same one",
+                self.config().display()
+            );
+            return Ok(());
+        }
+        if self.result().exists() || self.checkpoint().exists() {
+            bail!(
+                "{} already holds a {what} run: pass --resume to continue it, or choose another --out",
+                self.0.display()
+            );
+        }
+        fs::create_dir_all(&self.0)
+            .with_context(|| format!("{}: cannot create", self.0.display()))?;
+        write_atomic(
+            &self.config(),
+            serde_json::to_string_pretty(cfg)?.as_bytes(),
+        )?;
+        write_atomic(&self.metrics(), b"")
+    }
+
+    /// Whether there is a checkpoint to resume from (complete, or the previous one kept while a new one
+    /// was being installed).
+    pub fn has_checkpoint(&self) -> bool {
+        let dir = self.checkpoint();
+        dir.exists() || dir.with_extension("old").exists()
+    }
+}
+
+/// Writes a checkpoint folder: `fill` writes into a fresh folder, which is then renamed over `dir`, so a
+/// kill at any moment leaves either the previous or the new checkpoint complete.
+pub fn write_checkpoint(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let tmp = dir.with_extension("tmp");
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).with_context(|| format!("{}: cannot remove", tmp.display()))?;
+    }
+    fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+    fill(&tmp)?;
+    let old = dir.with_extension("old");
+    if dir.exists() {
+        fs::rename(dir, &old).with_context(|| format!("{}: cannot move aside", dir.display()))?;
+    }
+    fs::rename(&tmp, dir).with_context(|| format!("{}: cannot install", dir.display()))?;
+    if old.exists() {
+        fs::remove_dir_all(&old).with_context(|| format!("{}: cannot remove", old.display()))?;
+    }
+    Ok(())
+}
+
+/// The folder to read a checkpoint from: `dir`, or the previous checkpoint if a kill came between
+/// moving it aside and installing the new one.
+pub fn checkpoint_to_read(dir: &Path) -> PathBuf {
+    if dir.exists() {
+        dir.to_path_buf()
+    } else {
+        dir.with_extension("old")
+    }
+}
+
+/// Reads a checkpoint's `meta.json`.
+pub fn read_meta<M: DeserializeOwned>(dir: &Path, what: &str) -> Result<M> {
+    let file = dir.join("meta.json");
+    let text = fs::read_to_string(&file)
+        .with_context(|| format!("{}: no checkpoint to resume from", file.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a {what} checkpoint", file.display()))
+}
+
+/// Appends one line and syncs it: a metrics line written is never lost to a crash.
+pub fn append_line(path: &Path, line: &str) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot append", path.display()))?;
+    writeln!(f, "{line}").with_context(|| format!("{}: cannot append", path.display()))?;
+    f.sync_data()
+        .with_context(|| format!("{}: cannot sync", path.display()))
+}
+
+/// Keeps the first `epochs` lines of the metrics (those the checkpoint covers).
+pub fn truncate_metrics(path: &Path, epochs: usize) -> Result<()> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let kept: String = text
+        .lines()
+        .take(epochs)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    write_atomic(path, kept.as_bytes())
+}
+
+/// Reads a run's metrics, one record per line.
+pub fn read_metrics<M: DeserializeOwned>(run: &RunDir) -> Result<Vec<M>> {
+    let path = run.metrics();
+    let text =
+        fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).with_context(|| {
+                format!("{}: line {} is not an epoch record", path.display(), i + 1)
+            })
+        })
+        .collect()
+}
+
+/// Running cross-entropy and accuracy of one phase of an epoch.
+#[derive(Default)]
+pub struct Tally {
+    ce_sum: f64,
+    pub correct: usize,
+    pub seen: usize,
+}
+
+impl Tally {
+    pub fn add(&mut self, ce: f64, correct: usize, n: usize) {
+        self.ce_sum += ce * n as f64;
+        self.correct += correct;
+        self.seen += n;
+    }
+    pub fn ce(&self) -> f64 {
+        self.ce_sum / self.seen.max(1) as f64
+    }
+    pub fn acc(&self) -> f64 {
+        self.correct as f64 / self.seen.max(1) as f64
+    }
+}
+
+/// Cross-entropy and the number of correct predictions of a batch.
+pub fn ce_and_correct(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, usize)> {
+    let ce = candle_nn::loss::cross_entropy(logits, labels)?;
+    let pred = logits.argmax(D::Minus1)?;
+    let correct = pred
+        .eq(labels)?
+        .to_dtype(DType::F32)?
+        .sum_all()?
+        .to_scalar::<f32>()? as usize;
+    Ok((ce, correct))
+}
+
+/// Stops the run when `cancel` is set, naming the checkpoint that remains.
+pub fn stop_if_cancelled(cancel: &AtomicBool, epoch: usize, run: &RunDir) -> Result<()> {
+    if cancel.load(Ordering::Relaxed) {
+        bail!(
+            "cancelled; the checkpoint of epoch {epoch} remains in {}",
+            run.checkpoint().display()
+        );
+    }
+    Ok(())
+}
+
+/// `v`, or an error that stops the run and says how to go on from its last checkpoint.
+pub fn finite(v: f64, what: &str, epoch: usize, step: usize, run: &RunDir) -> Result<f64> {
+    if !v.is_finite() {
+        bail!(
+            "epoch {} step {step}: the {what} is {v}, not a finite number; the run stopped. The checkpoint \
+             in {} holds the last good epoch: resume with a lower --lr",
+            epoch + 1,
+            run.checkpoint().display()
+        );
+    }
+    Ok(v)
+}

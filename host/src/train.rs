@@ -1,0 +1,699 @@
+//! Training an architecture from scratch (paper appendix A, FBNet-{A,B,C}): the stand-alone network of
+//! the super net's own block code, SGD with momentum 0.9 and weight decay 4e-5, step decay ×0.1 at
+//! quarter points (or cosine), dropout 0.2 before the classifier, optional label smoothing. Each epoch
+//! ends with top-1/top-5 on the test split; the best epoch's weights are kept beside the last checkpoint,
+//! and a run folder resumes like a search.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{Context, Result, ensure};
+use candle_core::{D, DType, Device, Tensor};
+use mobile_core::Arch;
+use mobile_core::onnx::weights::SplitMix;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{self, Augment, LoaderConfig, Source, Subset};
+use crate::optim::Sgd;
+use crate::report::write_atomic;
+use crate::runs::{
+    RunDir, Tally, append_line, checkpoint_to_read, finite, read_meta, stop_if_cancelled,
+    truncate_metrics, write_checkpoint,
+};
+use crate::supernet::Network;
+
+/// How the learning rate falls.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Schedule {
+    /// ×`gamma` at each of these epochs (0-based epoch at which the new rate starts); the paper decays
+    /// ×0.1 at 90, 180 and 270 of 360 epochs.
+    Step { milestones: Vec<usize>, gamma: f64 },
+    /// Cosine from the initial rate to 0 over all steps.
+    Cosine,
+}
+
+impl Schedule {
+    /// The paper's step decay scaled to `epochs`: ×0.1 at a quarter, half and three quarters.
+    pub fn paper(epochs: usize) -> Schedule {
+        let mut milestones: Vec<usize> = [1, 2, 3]
+            .iter()
+            .map(|q| epochs * q / 4)
+            .filter(|&m| m > 0)
+            .collect();
+        milestones.dedup();
+        Schedule::Step {
+            milestones,
+            gamma: 0.1,
+        }
+    }
+
+    /// The rate at `step` of `total` steps, in epoch `epoch`.
+    pub fn lr(&self, base: f64, epoch: usize, step: u64, total: u64) -> f64 {
+        match self {
+            Schedule::Step { milestones, gamma } => {
+                base * gamma.powi(milestones.iter().filter(|&&m| epoch >= m).count() as i32)
+            }
+            Schedule::Cosine => {
+                0.5 * base
+                    * (1.0 + (std::f64::consts::PI * step as f64 / total.max(1) as f64).cos())
+            }
+        }
+    }
+}
+
+/// Everything a training run depends on; written to `config.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Dataset spec (`fashion-mnist`, `cifar10:DIR`, an image folder); its test split validates.
+    pub data: String,
+    /// The architecture as given (a built-in name or a file); the run keeps its own copy, `arch.json`.
+    pub arch: String,
+    /// The latency table the architecture was chosen with (its prediction goes into the exported model).
+    pub lut: Option<PathBuf>,
+    pub classes: Option<usize>,
+    pub class_seed: u64,
+    /// At most this many training / test images (stratified samples), for quick runs.
+    pub max_images: Option<usize>,
+    pub max_val_images: Option<usize>,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub schedule: Schedule,
+    /// Dropout on the pooled features before the classifier (paper: 0.2).
+    pub dropout: f64,
+    /// Label smoothing ε of the cross-entropy (0 = plain cross-entropy).
+    pub label_smoothing: f64,
+    pub augment: bool,
+    pub seed: u64,
+    pub workers: usize,
+}
+
+impl Default for TrainConfig {
+    /// The paper's protocol on a short schedule (lr 0.1 at batch 256 scaled to batch 128).
+    fn default() -> Self {
+        TrainConfig {
+            data: "fashion-mnist".into(),
+            arch: String::new(),
+            lut: None,
+            classes: None,
+            class_seed: 0,
+            max_images: None,
+            max_val_images: None,
+            epochs: 12,
+            batch_size: 128,
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 4e-5,
+            schedule: Schedule::paper(12),
+            dropout: 0.2,
+            label_smoothing: 0.0,
+            augment: true,
+            seed: 0,
+            workers: 1,
+        }
+    }
+}
+
+impl TrainConfig {
+    fn check(&self) -> Result<()> {
+        ensure!(self.epochs > 0, "--epochs must be at least 1");
+        ensure!(self.batch_size > 1, "--batch-size must be at least 2");
+        ensure!(
+            (0.0..1.0).contains(&self.dropout),
+            "--dropout {} must be in [0, 1)",
+            self.dropout
+        );
+        ensure!(
+            (0.0..1.0).contains(&self.label_smoothing),
+            "--label-smoothing {} must be in [0, 1)",
+            self.label_smoothing
+        );
+        ensure!(
+            self.lr.is_finite() && self.lr > 0.0,
+            "--lr {} must be a positive number",
+            self.lr
+        );
+        Ok(())
+    }
+}
+
+/// What the model's users need to know about its data (`data.json`): written when the run starts,
+/// read by export.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataInfo {
+    pub dataset: String,
+    /// Class names by label.
+    pub labels: Vec<String>,
+    /// Input normalisation (pixel/255 units), estimated on the training images.
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    pub train_images: usize,
+    pub val_images: usize,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainMetrics {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_ce: f64,
+    pub train_acc: f64,
+    pub val_ce: f64,
+    pub val_top1: f64,
+    pub val_top5: f64,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// The best epoch so far (`best/meta.json`, and in the checkpoint).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Best {
+    pub epoch: usize,
+    pub top1: f64,
+    pub top5: f64,
+    /// The architecture the weights belong to (text and space hash).
+    pub arch: String,
+    pub space_hash: String,
+}
+
+/// The end of a run (`result.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainResult {
+    pub arch: String,
+    pub best: Best,
+    pub last_top1: f64,
+    pub last_top5: f64,
+    pub params: u64,
+    pub macs: u64,
+}
+
+/// Where training is, for a progress display.
+#[derive(Clone, Debug)]
+pub struct TrainProgress {
+    pub epoch: usize,
+    pub epochs: usize,
+    /// `train` or `val`.
+    pub phase: &'static str,
+    pub step: usize,
+    pub steps: usize,
+    pub ce: f64,
+    pub acc: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct CheckpointMeta {
+    epochs_done: usize,
+    steps: u64,
+    dropout_rng: u64,
+    best: Option<Best>,
+    arch: String,
+    space_hash: String,
+}
+
+/// A training run's folder: the common files and the architecture, data description and best weights.
+pub struct TrainRun(pub RunDir);
+
+impl TrainRun {
+    pub fn arch_file(&self) -> PathBuf {
+        self.0.0.join("arch.json")
+    }
+    pub fn data_file(&self) -> PathBuf {
+        self.0.0.join("data.json")
+    }
+    /// The best epoch's weights and `meta.json` (a [`Best`]).
+    pub fn best(&self) -> PathBuf {
+        self.0.0.join("best")
+    }
+
+    /// The run's architecture.
+    pub fn arch(&self) -> Result<Arch> {
+        let file = self.arch_file();
+        let text = std::fs::read_to_string(&file).with_context(|| {
+            format!(
+                "{}: not a training run folder (no arch.json)",
+                self.0.0.display()
+            )
+        })?;
+        Ok(Arch::from_json(&text, &file)?)
+    }
+
+    pub fn data_info(&self) -> Result<DataInfo> {
+        let file = self.data_file();
+        let text = std::fs::read_to_string(&file).with_context(|| {
+            format!(
+                "{}: not a training run folder (no data.json)",
+                self.0.0.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| format!("{}: not readable", file.display()))
+    }
+
+    /// The network of the run's architecture with the weights of `best/` (or of the last checkpoint),
+    /// refusing weights of another architecture.
+    pub fn load_network(&self, last: bool, device: &Device) -> Result<(Network, Option<Best>)> {
+        let arch = self.arch()?;
+        let dir = if last {
+            checkpoint_to_read(&self.0.checkpoint())
+        } else {
+            self.best()
+        };
+        let (owner, best) = if last {
+            let m: CheckpointMeta = read_meta(&dir, "training")?;
+            ((m.arch, m.space_hash), m.best)
+        } else {
+            let b: Best = read_meta(&dir, "training").with_context(|| {
+                format!(
+                    "{}: no finished epoch yet (train at least one epoch)",
+                    self.0.0.display()
+                )
+            })?;
+            ((b.arch.clone(), b.space_hash.clone()), Some(b))
+        };
+        ensure!(
+            owner == (arch.text(), arch.space.hash()),
+            "{}: the weights are of architecture `{}` (space {}), the run's arch.json is `{}` (space {})",
+            dir.display(),
+            owner.0,
+            owner.1,
+            arch.text(),
+            arch.space.hash()
+        );
+        let net = Network::standalone(&arch, device, 0)?;
+        net.params.load(&dir.join("weights.safetensors"))?;
+        Ok((net, best))
+    }
+}
+
+/// The training and test images of a run.
+pub struct TrainData {
+    pub train_source: Arc<dyn Source>,
+    pub val_source: Arc<dyn Source>,
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+    pub train_loader: LoaderConfig,
+    pub eval_loader: LoaderConfig,
+    pub info: DataInfo,
+}
+
+/// `source` limited to `n` classes (the same classes for the training and test splits) and checked
+/// against the architecture's classifier.
+fn classes_of(
+    mut source: Arc<dyn Source>,
+    cfg: &TrainConfig,
+    arch: &Arch,
+) -> Result<Arc<dyn Source>> {
+    if let Some(n) = cfg.classes {
+        source = Arc::new(Subset::random_classes(source, n, cfg.class_seed)?);
+    }
+    let n = source.classes().len();
+    ensure!(
+        n == arch.space.num_classes,
+        "the data has {n} classes but architecture {} classifies {}: use an architecture of a space with --classes {n}, or train with --classes {}",
+        arch.name,
+        arch.space.num_classes,
+        arch.space.num_classes
+    );
+    Ok(source)
+}
+
+/// At most `max` indices of `source`, a stratified sample.
+fn sample(source: &dyn Source, max: Option<usize>, seed: u64) -> Result<Vec<usize>> {
+    match max.filter(|&m| m < source.len()) {
+        Some(m) => Ok(data::stratified_split(
+            source.labels(),
+            source.classes().len(),
+            m as f64 / source.len() as f64,
+            seed,
+        )?
+        .0),
+        None => Ok((0..source.len()).collect()),
+    }
+}
+
+pub fn prepare_data(cfg: &TrainConfig, arch: &Arch) -> Result<TrainData> {
+    let c = arch.space.input_channels;
+    let train_source = classes_of(data::open(&cfg.data, true, Some(c))?, cfg, arch)?;
+    let val_source = classes_of(data::open(&cfg.data, false, Some(c))?, cfg, arch)?;
+    let train = sample(train_source.as_ref(), cfg.max_images, cfg.seed ^ 0x5eed)?;
+    let val = sample(val_source.as_ref(), cfg.max_val_images, cfg.seed ^ 0x7a1)?;
+    ensure!(
+        train.len() >= cfg.batch_size,
+        "{} training images: fewer than a batch of {}",
+        train.len(),
+        cfg.batch_size
+    );
+    ensure!(!val.is_empty(), "the test split has no images");
+    let (mean, std) = data::estimate_mean_std(train_source.as_ref(), 2000)?;
+    let size = arch.space.resolution;
+    let train_aug = if cfg.augment {
+        Augment::train_small(size, c)
+    } else {
+        Augment::eval(size, c)
+    };
+    let loader = |augment: Augment, train: bool| LoaderConfig {
+        batch_size: if train { cfg.batch_size } else { 256 },
+        workers: cfg.workers,
+        prefetch: 4,
+        shuffle: train,
+        drop_last: train,
+        seed: cfg.seed,
+        augment: augment.with_mean_std(mean.clone(), std.clone()),
+    };
+    let info = DataInfo {
+        dataset: cfg.data.clone(),
+        labels: train_source.classes().to_vec(),
+        mean: mean.clone(),
+        std: std.clone(),
+        train_images: train.len(),
+        val_images: val.len(),
+    };
+    Ok(TrainData {
+        train_loader: loader(train_aug, true),
+        eval_loader: loader(Augment::eval(size, c), false),
+        train_source,
+        val_source,
+        train,
+        val,
+        info,
+    })
+}
+
+/// Logits `[n · classes]` (row-major) and labels of `indices` of `source` with the network in
+/// evaluation mode.
+pub fn predict(
+    net: &Network,
+    source: Arc<dyn Source>,
+    indices: &[usize],
+    loader: &LoaderConfig,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<(Vec<f32>, Vec<u32>)> {
+    let device = net.params.device().clone();
+    let batches = data::batches(source, indices, loader, 0)?;
+    let steps = batches.len();
+    let (mut logits, mut labels) = (Vec::new(), Vec::new());
+    for (step, batch) in batches.enumerate() {
+        let b = batch?;
+        let [n, c, h, w] = b.shape;
+        let x = Tensor::from_vec(b.images, (n, c, h, w), &device)?;
+        let y = net.forward(&x, None, false)?.detach();
+        logits.extend(y.flatten_all()?.to_vec1::<f32>()?);
+        labels.extend(b.labels);
+        progress(step + 1, steps);
+    }
+    Ok((logits, labels))
+}
+
+/// Top-1 and top-5 accuracy and mean cross-entropy of row-major `logits` against `labels`.
+pub fn accuracy(logits: &[f32], labels: &[u32]) -> (f64, f64, f64) {
+    let classes = logits.len() / labels.len().max(1);
+    let (mut top1, mut top5, mut ce) = (0usize, 0usize, 0f64);
+    for (row, &y) in logits.chunks_exact(classes).zip(labels) {
+        let target = row[y as usize];
+        let above = row.iter().filter(|&&v| v > target).count();
+        top1 += usize::from(above == 0);
+        top5 += usize::from(above < 5);
+        let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let lse = max as f64
+            + row
+                .iter()
+                .map(|&v| ((v - max) as f64).exp())
+                .sum::<f64>()
+                .ln();
+        ce += lse - target as f64;
+    }
+    let n = labels.len().max(1) as f64;
+    (top1 as f64 / n, top5 as f64 / n, ce / n)
+}
+
+/// Cross-entropy with label smoothing ε: `(1−ε)·CE + ε·mean over classes of −log p`.
+fn smoothed_ce(logits: &Tensor, labels: &Tensor, eps: f64) -> Result<Tensor> {
+    if eps == 0.0 {
+        return Ok(candle_nn::loss::cross_entropy(logits, labels)?);
+    }
+    let lsm = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let nll = lsm
+        .gather(&labels.unsqueeze(1)?, 1)?
+        .squeeze(1)?
+        .mean_all()?
+        .neg()?;
+    let uniform = lsm.mean(D::Minus1)?.mean_all()?.neg()?;
+    Ok(((nll * (1.0 - eps))? + (uniform * eps)?)?)
+}
+
+/// Inverted dropout mask `[n, c]` (0 or 1/(1−p)) from the run's seeded generator.
+fn dropout_mask(n: usize, c: usize, p: f64, rng: &mut SplitMix, device: &Device) -> Result<Tensor> {
+    let keep = (1.0 / (1.0 - p)) as f32;
+    let v: Vec<f32> = (0..n * c)
+        .map(|_| if rng.uniform() < p { 0.0 } else { keep })
+        .collect();
+    Ok(Tensor::from_vec(v, (n, c), device)?)
+}
+
+struct State {
+    net: Network,
+    sgd: Sgd,
+    epochs_done: usize,
+    steps: u64,
+    dropout: SplitMix,
+    best: Option<Best>,
+}
+
+impl State {
+    fn save(&self, dir: &Path, arch: &Arch) -> Result<()> {
+        write_checkpoint(dir, |tmp| {
+            self.net.params.save(&tmp.join("weights.safetensors"))?;
+            let file = tmp.join("state.safetensors");
+            candle_core::safetensors::save(&self.sgd.state(), &file)
+                .with_context(|| format!("{}: cannot write", file.display()))?;
+            let meta = CheckpointMeta {
+                epochs_done: self.epochs_done,
+                steps: self.steps,
+                dropout_rng: self.dropout.state(),
+                best: self.best.clone(),
+                arch: arch.text(),
+                space_hash: arch.space.hash(),
+            };
+            write_atomic(
+                &tmp.join("meta.json"),
+                serde_json::to_string_pretty(&meta)?.as_bytes(),
+            )
+        })
+    }
+
+    fn load(&mut self, dir: &Path, arch: &Arch) -> Result<()> {
+        let dir = checkpoint_to_read(dir);
+        let meta: CheckpointMeta = read_meta(&dir, "training")?;
+        ensure!(
+            meta.arch == arch.text() && meta.space_hash == arch.space.hash(),
+            "{}: the checkpoint is of architecture `{}`, the run's is `{}`",
+            dir.display(),
+            meta.arch,
+            arch.text()
+        );
+        self.net.params.load(&dir.join("weights.safetensors"))?;
+        let file = dir.join("state.safetensors");
+        let state = candle_core::safetensors::load(&file, self.net.params.device())
+            .with_context(|| format!("{}: not a readable checkpoint", file.display()))?;
+        self.sgd.load_state(&state);
+        self.epochs_done = meta.epochs_done;
+        self.steps = meta.steps;
+        self.dropout = SplitMix::new(meta.dropout_rng);
+        self.best = meta.best;
+        Ok(())
+    }
+}
+
+/// Trains `cfg.arch` from scratch into `run` (a new run, or `resume` an interrupted one). `progress` is
+/// called after every step; `cancel` stops after the current step, keeping the last checkpoint.
+pub fn train(
+    cfg: &TrainConfig,
+    run: &TrainRun,
+    resume: bool,
+    device: &Device,
+    progress: &mut dyn FnMut(&TrainProgress),
+    cancel: &AtomicBool,
+) -> Result<TrainResult> {
+    cfg.check()?;
+    let dir = &run.0;
+    let arch = if resume {
+        run.arch()?
+    } else {
+        Arch::load(&cfg.arch)?
+    };
+    dir.start(cfg, resume, "training")?;
+    if !resume {
+        write_atomic(&run.arch_file(), arch.to_json().as_bytes())?;
+    }
+    let data = prepare_data(cfg, &arch)?;
+    write_atomic(
+        &run.data_file(),
+        serde_json::to_string_pretty(&data.info)?.as_bytes(),
+    )?;
+    let mut st = State {
+        net: Network::standalone(&arch, device, cfg.seed)?,
+        sgd: Sgd::new(cfg.momentum, cfg.weight_decay),
+        epochs_done: 0,
+        steps: 0,
+        dropout: SplitMix::new(cfg.seed ^ 0x3c6e_f372_fe94_f82b),
+        best: None,
+    };
+    if resume && dir.has_checkpoint() {
+        st.load(&dir.checkpoint(), &arch)?;
+        truncate_metrics(&dir.metrics(), st.epochs_done)?;
+    }
+    let steps_per_epoch = data::batch_count(data.train.len(), cfg.batch_size, true) as u64;
+    let total = steps_per_epoch * cfg.epochs as u64;
+    let named: Vec<(String, crate::params::Param)> = st
+        .net
+        .params
+        .trainable()
+        .map(|(k, p)| (k.clone(), p.clone()))
+        .collect();
+    let named: Vec<(&str, &crate::params::Param)> =
+        named.iter().map(|(k, p)| (k.as_str(), p)).collect();
+    let head = arch.space.head_out();
+    let mut last = (0.0, 0.0);
+    while st.epochs_done < cfg.epochs {
+        let epoch = st.epochs_done;
+        let started = Instant::now();
+        let mut tally = Tally::default();
+        let mut lr = cfg.lr;
+        let loader = data::batches(
+            data.train_source.clone(),
+            &data.train,
+            &data.train_loader,
+            epoch as u64,
+        )?;
+        let steps = loader.len();
+        for (step, batch) in loader.enumerate() {
+            stop_if_cancelled(cancel, epoch, dir)?;
+            let b = batch?;
+            let [n, c, h, w] = b.shape;
+            let x = Tensor::from_vec(b.images, (n, c, h, w), device)?;
+            let y = Tensor::from_vec(b.labels, n, device)?;
+            lr = cfg.schedule.lr(cfg.lr, epoch, st.steps, total);
+            let mut f = st.net.features(&x, None, true)?;
+            if cfg.dropout > 0.0 {
+                f = f.mul(&dropout_mask(
+                    n,
+                    head,
+                    cfg.dropout,
+                    &mut st.dropout,
+                    device,
+                )?)?;
+            }
+            let logits = st.net.logits(&f)?;
+            let loss = smoothed_ce(&logits, &y, cfg.label_smoothing)?;
+            let v = finite(loss.to_scalar::<f32>()? as f64, "loss", epoch, step, dir)?;
+            let correct = logits
+                .argmax(D::Minus1)?
+                .eq(&y)?
+                .to_dtype(DType::F32)?
+                .sum_all()?
+                .to_scalar::<f32>()? as usize;
+            let grads = loss.backward()?;
+            st.sgd.step(&named, &grads, lr)?;
+            st.steps += 1;
+            tally.add(v, correct, n);
+            progress(&TrainProgress {
+                epoch,
+                epochs: cfg.epochs,
+                phase: "train",
+                step: step + 1,
+                steps,
+                ce: tally.ce(),
+                acc: tally.acc(),
+            });
+        }
+        let train_seconds = started.elapsed().as_secs_f64();
+        let (logits, labels) = predict(
+            &st.net,
+            data.val_source.clone(),
+            &data.val,
+            &data.eval_loader,
+            |step, steps| {
+                progress(&TrainProgress {
+                    epoch,
+                    epochs: cfg.epochs,
+                    phase: "val",
+                    step,
+                    steps,
+                    ce: f64::NAN,
+                    acc: f64::NAN,
+                })
+            },
+        )?;
+        let (top1, top5, val_ce) = accuracy(&logits, &labels);
+        last = (top1, top5);
+        st.epochs_done += 1;
+        if st.best.as_ref().is_none_or(|b| top1 > b.top1) {
+            let best = Best {
+                epoch: st.epochs_done,
+                top1,
+                top5,
+                arch: arch.text(),
+                space_hash: arch.space.hash(),
+            };
+            write_checkpoint(&run.best(), |tmp| {
+                st.net.params.save(&tmp.join("weights.safetensors"))?;
+                write_atomic(
+                    &tmp.join("meta.json"),
+                    serde_json::to_string_pretty(&best)?.as_bytes(),
+                )
+            })?;
+            st.best = Some(best);
+        }
+        st.save(&dir.checkpoint(), &arch)?;
+        let metrics = TrainMetrics {
+            epoch: st.epochs_done,
+            lr,
+            train_ce: tally.ce(),
+            train_acc: tally.acc(),
+            val_ce,
+            val_top1: top1,
+            val_top5: top5,
+            seconds: started.elapsed().as_secs_f64(),
+            images_per_second: tally.seen as f64 / train_seconds,
+        };
+        append_line(&dir.metrics(), &serde_json::to_string(&metrics)?)?;
+        progress(&TrainProgress {
+            epoch,
+            epochs: cfg.epochs,
+            phase: "done",
+            step: 1,
+            steps: 1,
+            ce: val_ce,
+            acc: top1,
+        });
+    }
+    if resume && last == (0.0, 0.0) {
+        // resumed a finished run: report the last epoch recorded
+        let m: Vec<TrainMetrics> = crate::runs::read_metrics(dir)?;
+        if let Some(m) = m.last() {
+            last = (m.val_top1, m.val_top5);
+        }
+    }
+    let cost = arch.cost();
+    let result = TrainResult {
+        arch: arch.text(),
+        best: st
+            .best
+            .clone()
+            .context("no epoch finished: nothing to report")?,
+        last_top1: last.0,
+        last_top5: last.1,
+        params: cost.params,
+        macs: cost.macs,
+    };
+    write_atomic(
+        &dir.result(),
+        serde_json::to_string_pretty(&result)?.as_bytes(),
+    )?;
+    Ok(result)
+}
