@@ -8,8 +8,8 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::onnx::proto::{ModelProto, StringStringEntryProto};
 use crate::onnx::Dtype;
+use crate::onnx::proto::{ModelProto, StringStringEntryProto};
 
 /// The `metadata_props` key of the JSON.
 pub const META_KEY: &str = "fbnet";
@@ -93,7 +93,8 @@ impl ModelMeta {
         if meta.input_shape.len() != 4
             || meta.mean.len() != meta.input_shape[1]
             || meta.std.len() != meta.input_shape[1]
-            || meta.std.iter().any(|s| !(*s > 0.0))
+            || meta.std.iter().any(|s| !s.is_finite() || *s <= 0.0)
+            || meta.mean.iter().any(|m| !m.is_finite())
             || meta.labels.is_empty()
         {
             return Err(Error::bad_file(
@@ -116,7 +117,10 @@ pub fn decode_model(bytes: &[u8], origin: &Path) -> Result<ModelProto> {
     let model = ModelProto::decode(bytes)
         .map_err(|e| Error::bad_file(origin, format!("not an ONNX model: {e}")))?;
     if model.graph.is_none() {
-        return Err(Error::bad_file(origin, "not an ONNX model: it has no graph"));
+        return Err(Error::bad_file(
+            origin,
+            "not an ONNX model: it has no graph",
+        ));
     }
     Ok(model)
 }
