@@ -379,6 +379,13 @@ fn device_name(device: &DeviceInfo) -> String {
 mod tests {
     use super::*;
 
+    /// One model serves every thread of an app (and, later, an FFI object).
+    #[test]
+    fn a_model_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Model>();
+    }
+
     #[test]
     fn softmax_is_stable_sorted_and_truncated() {
         let labels: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
