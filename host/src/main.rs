@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 mod commands;
 mod progress;
 
-use commands::{arch, export, lut, profile, search, space, train};
+use commands::{arch, demo, export, lut, model, profile, search, space, train};
 
 /// mimalloc instead of glibc malloc: glibc maps and unmaps every large tensor, which cost hundreds of
 /// thousands of page faults per training step in our measurements.
@@ -40,6 +40,12 @@ enum Command {
     Train(Box<train::TrainArgs>),
     /// Export a trained run to ONNX (fp32, int8 QDQ) with its description, checked in ONNX Runtime.
     Export(export::ExportArgs),
+    /// Classify images with an exported model (what the app's "load model" does).
+    Run(model::RunArgs),
+    /// Time an exported model and compare with the latency its table predicted.
+    Bench(model::BenchArgs),
+    /// The whole pipeline on this machine: profile, search, train, export, run, report.
+    Demo(demo::DemoArgs),
     /// Inspect, compare and validate latency tables.
     #[command(subcommand)]
     Lut(lut::LutCommand),
@@ -77,5 +83,8 @@ fn main() -> anyhow::Result<()> {
         Command::Search(a) => search::run(*a),
         Command::Train(a) => train::run(*a),
         Command::Export(a) => export::run(a),
+        Command::Run(a) => model::run(a),
+        Command::Bench(a) => model::run_bench(a),
+        Command::Demo(a) => demo::run(a),
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! The FBNet search space and its architectures ([`space`], [`arch`], [`ops`]), ONNX graphs of blocks and
 //! whole networks ([`onnx`]), operator timing with ONNX Runtime ([`runtime`], [`profile`]) and the latency
-//! lookup tables it produces ([`lut`]). The host trainer and the phone apps both build on it.
+//! lookup tables it produces ([`lut`]). An exported model is loaded, fed and timed by [`model`], with the
+//! image preprocessing of [`preprocess`] that the host's evaluation shares. The host trainer and the phone
+//! apps both build on it.
 
 pub mod arch;
 pub mod attribution;
@@ -10,9 +12,13 @@ pub mod device;
 pub mod error;
 pub mod in_network;
 pub mod lut;
+/// A loaded exported model: its description, classification of images, and a latency benchmark.
+pub mod model;
 pub mod model_meta;
 pub mod onnx;
 pub mod ops;
+/// Decoding images and turning them into a network's input, shared by the host and the phone.
+pub mod preprocess;
 pub mod profile;
 pub mod runtime;
 pub mod space;
@@ -21,5 +27,6 @@ pub mod validate;
 
 pub use arch::{Arch, BUILTINS, Builtin, builtin};
 pub use error::{Error, Result};
+pub use model::{BenchConfig, BenchReport, Class, Model};
 pub use ops::{Cost, Op};
 pub use space::{Block, LayerSpec, Space};

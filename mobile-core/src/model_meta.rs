@@ -93,7 +93,8 @@ impl ModelMeta {
         if meta.input_shape.len() != 4
             || meta.mean.len() != meta.input_shape[1]
             || meta.std.len() != meta.input_shape[1]
-            || meta.std.iter().any(|s| s.is_nan() || *s <= 0.0)
+            || meta.std.iter().any(|s| !s.is_finite() || *s <= 0.0)
+            || meta.mean.iter().any(|m| !m.is_finite())
             || meta.labels.is_empty()
         {
             return Err(Error::bad_file(

@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
 pub mod arch;
+pub mod demo;
 pub mod export;
 pub mod lut;
+pub mod model;
 pub mod profile;
 pub mod search;
 pub mod space;

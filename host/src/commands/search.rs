@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use candle_core::Device;
-use fbnet::search::{LossForm, Progress, RunDir, SearchConfig, search};
+use fbnet::search::{LossForm, Progress, RunDir, SearchConfig, SearchResult, search};
 use indicatif::ProgressBar;
 
 use crate::progress::bar;
@@ -130,27 +130,14 @@ impl SearchArgs {
     }
 }
 
-pub fn run(args: SearchArgs) -> anyhow::Result<()> {
-    let (cfg, run, resume) = match &args.resume {
-        Some(dir) => {
-            let run = RunDir(dir.clone());
-            (run.load_config("search")?, run, true)
-        }
-        None => {
-            anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
-            let cfg = args.config()?;
-            let out = args.out.clone().unwrap_or_else(|| {
-                let space = mobile_core::lut::Lut::load(&cfg.lut)
-                    .map(|l| l.space.name)
-                    .unwrap_or_else(|_| "space".into());
-                PathBuf::from(format!("runs/search-{space}-seed{}", cfg.seed))
-            });
-            (cfg, RunDir(out), false)
-        }
-    };
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&cancel);
-    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
+/// Runs a search with progress bars and one line per epoch.
+pub fn search_with_progress(
+    cfg: &SearchConfig,
+    run: &RunDir,
+    resume: bool,
+    device: &Device,
+    cancel: &AtomicBool,
+) -> anyhow::Result<SearchResult> {
     let mut current: Option<(usize, &'static str, ProgressBar)> = None;
     let mut show = |p: &Progress| {
         if current
@@ -190,16 +177,36 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
             ));
         }
     };
-    let device = match args.device.as_str() {
-        "cpu" => Device::Cpu,
-        "cuda" => Device::new_cuda(0)
-            .context("--device cuda: no CUDA device (build with --features cuda)")?,
-        other => anyhow::bail!("--device {other}: expected cpu or cuda"),
-    };
-    let result = search(&cfg, &run, resume, &device, &mut show, &cancel);
+    let result = search(cfg, run, resume, device, &mut show, cancel);
     if let Some((_, _, b)) = current.take() {
         b.finish();
     }
+    result
+}
+
+pub fn run(args: SearchArgs) -> anyhow::Result<()> {
+    let (cfg, run, resume) = match &args.resume {
+        Some(dir) => {
+            let run = RunDir(dir.clone());
+            (run.load_config("search")?, run, true)
+        }
+        None => {
+            anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
+            let cfg = args.config()?;
+            let out = args.out.clone().unwrap_or_else(|| {
+                let space = mobile_core::lut::Lut::load(&cfg.lut)
+                    .map(|l| l.space.name)
+                    .unwrap_or_else(|_| "space".into());
+                PathBuf::from(format!("runs/search-{space}-seed{}", cfg.seed))
+            });
+            (cfg, RunDir(out), false)
+        }
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&cancel);
+    ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
+    let device = super::train::device(&args.device)?;
+    let result = search_with_progress(&cfg, &run, resume, &device, &cancel);
     let result = result?;
     println!("run folder {}", run.0.display());
     let show_candidate = |c: &fbnet::search::Candidate| {

@@ -5,6 +5,7 @@
 
 use anyhow::{Result, bail, ensure};
 use mobile_core::onnx::weights::SplitMix;
+use mobile_core::preprocess::{Rect, normalize, resample};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -159,15 +160,7 @@ impl Augment {
         };
         let rect = match self.crop {
             Crop::None | Crop::PadRandom { .. } => whole,
-            Crop::Center => {
-                let s = img.width.min(img.height);
-                Rect {
-                    x: (img.width - s) / 2,
-                    y: (img.height - s) / 2,
-                    w: s,
-                    h: s,
-                }
-            }
+            Crop::Center => img.center_square(),
             Crop::RandomResized { min_scale } => random_resized(img, min_scale, rng),
         };
         let shift = match self.crop {
@@ -179,7 +172,7 @@ impl Augment {
             _ => None,
         };
         let flip = self.hflip && rng.next_u64() & 1 == 1;
-        resample(img, rect, self.size, flip, out);
+        resample(img, rect, self.size, self.size, flip, out)?;
         let plane = self.size * self.size;
         if let Some((dy, dx)) = shift {
             let n = self.size as isize;
@@ -198,24 +191,9 @@ impl Augment {
                 }
             }
         }
-        for (c, channel) in out.chunks_exact_mut(plane).enumerate() {
-            let scale = 1.0 / (255.0 * self.std[c]);
-            let offset = self.mean[c] / self.std[c];
-            for v in channel {
-                *v = *v * scale - offset;
-            }
-        }
+        normalize(out, &self.mean, &self.std)?;
         Ok(())
     }
-}
-
-/// A window of the source image, in pixels.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Rect {
-    x: usize,
-    y: usize,
-    w: usize,
-    h: usize,
 }
 
 /// Uniform in [lo, hi).
@@ -258,100 +236,6 @@ fn random_resized(img: &Image, min_scale: f64, rng: &mut SplitMix) -> Rect {
         y: (img.height - ch) / 2,
         w: cw.max(1),
         h: ch.max(1),
-    }
-}
-
-/// The source pixels and weights that make each output pixel along one axis.
-struct Axis {
-    /// First source index of output `o`'s taps.
-    first: Vec<usize>,
-    /// Output `o`'s weights are `weights[bounds[o]..bounds[o + 1]]`.
-    bounds: Vec<usize>,
-    weights: Vec<f32>,
-}
-
-/// Resampling of `len` source pixels from `start` to `out` pixels with a triangle (bilinear) filter,
-/// widened when shrinking so every source pixel contributes (antialiasing, as PIL's bilinear resize
-/// does); pixel centres at half-integers, taps clamped to the window (the edge pixel is repeated). At
-/// equal sizes each output is exactly one source pixel. `flip` mirrors the output.
-fn axis(start: usize, len: usize, out: usize, flip: bool) -> Axis {
-    let scale = len as f64 / out as f64;
-    let support = scale.max(1.0);
-    let mut axis = Axis {
-        first: Vec::with_capacity(out),
-        bounds: vec![0],
-        weights: Vec::new(),
-    };
-    for o in 0..out {
-        let o = if flip { out - 1 - o } else { o };
-        let centre = start as f64 + (o as f64 + 0.5) * scale;
-        let lo = ((centre - support).floor().max(start as f64)) as usize;
-        let hi = ((centre + support).ceil() as usize).min(start + len);
-        let from = axis.weights.len();
-        let mut first = None;
-        for i in lo..hi {
-            let w = 1.0 - ((i as f64 + 0.5 - centre) / support).abs();
-            if w > 0.0 {
-                first.get_or_insert(i);
-                axis.weights.push(w as f32);
-            } else if first.is_some() {
-                break;
-            }
-        }
-        let sum: f32 = axis.weights[from..].iter().sum();
-        for w in &mut axis.weights[from..] {
-            *w /= sum;
-        }
-        axis.first.push(first.unwrap_or(start));
-        axis.bounds.push(axis.weights.len());
-    }
-    axis
-}
-
-/// Resizes the window `rect` of `img` to `size`×`size` into `out`, in pixel units (0..255), separably:
-/// along rows, then along columns.
-fn resample(img: &Image, rect: Rect, size: usize, flip: bool, out: &mut [f32]) {
-    let (plane_in, plane_out) = (img.height * img.width, size * size);
-    if rect.w == size && rect.h == size {
-        // no resizing (28–32 px datasets at their own size): copy the window, the filter's exact result
-        for c in 0..img.channels {
-            for r in 0..size {
-                let from = c * plane_in + (rect.y + r) * img.width + rect.x;
-                let line = &img.pixels[from..from + size];
-                let dst = &mut out[c * plane_out + r * size..c * plane_out + (r + 1) * size];
-                for (o, d) in dst.iter_mut().enumerate() {
-                    *d = f32::from(line[if flip { size - 1 - o } else { o }]);
-                }
-            }
-        }
-        return;
-    }
-    let xs = axis(rect.x, rect.w, size, flip);
-    let ys = axis(rect.y, rect.h, size, false);
-    let mut rows = vec![0f32; rect.h * size];
-    for c in 0..img.channels {
-        let src = &img.pixels[c * plane_in..(c + 1) * plane_in];
-        for r in 0..rect.h {
-            let line = &src[(rect.y + r) * img.width..(rect.y + r + 1) * img.width];
-            for o in 0..size {
-                let ws = &xs.weights[xs.bounds[o]..xs.bounds[o + 1]];
-                let px = &line[xs.first[o]..xs.first[o] + ws.len()];
-                rows[r * size + o] = ws.iter().zip(px).map(|(w, &p)| w * p as f32).sum();
-            }
-        }
-        let dst = &mut out[c * plane_out..(c + 1) * plane_out];
-        for o in 0..size {
-            let ws = &ys.weights[ys.bounds[o]..ys.bounds[o + 1]];
-            let first = ys.first[o] - rect.y;
-            let line = &mut dst[o * size..(o + 1) * size];
-            line.fill(0.0);
-            for (k, &w) in ws.iter().enumerate() {
-                let row = &rows[(first + k) * size..(first + k + 1) * size];
-                for (d, &v) in line.iter_mut().zip(row) {
-                    *d += w * v;
-                }
-            }
-        }
     }
 }
 
@@ -406,106 +290,68 @@ pub fn estimate_mean_std(source: &dyn Source, max: usize) -> Result<(Vec<f32>, V
 
 #[cfg(test)]
 mod tests {
+    use mobile_core::model_meta::{META_FORMAT, ModelMeta};
+    use mobile_core::onnx::Dtype;
+    use mobile_core::preprocess::model_input;
+
     use super::*;
 
-    fn ramp(w: usize, h: usize) -> Image {
-        Image {
-            pixels: (0..w * h).map(|i| (i % 256) as u8).collect(),
-            channels: 1,
-            height: h,
-            width: w,
+    fn meta(channels: usize, size: usize, mean: Vec<f32>, std: Vec<f32>) -> ModelMeta {
+        ModelMeta {
+            format: META_FORMAT,
+            name: "t".into(),
+            arch: String::new(),
+            space: "s".into(),
+            space_hash: "0".into(),
+            dtype: Dtype::Fp32,
+            labels: vec!["a".into(), "b".into()],
+            input_shape: vec![1, channels, size, size],
+            mean,
+            std,
+            dataset: "toy".into(),
+            accuracy: None,
+            prediction: None,
         }
     }
 
-    /// Enlarging is bilinear with half-pixel centres: a row [0, 100] doubled is [0, 25, 75, 100], as
-    /// torch.nn.functional.interpolate(mode="bilinear", align_corners=False) gives.
+    /// The phone's preprocessing (mobile-core's `model_input`) is the host's evaluation pipeline, to the
+    /// bit, on images that need both a crop and a resize (40x30 → 28, in both orientations) and on one
+    /// already at the model's size.
     #[test]
-    fn enlarging_matches_bilinear_with_half_pixel_centres() {
-        let img = Image {
-            pixels: vec![0, 100, 0, 100],
-            channels: 1,
-            height: 2,
-            width: 2,
-        };
-        let mut out = vec![0f32; 16];
-        resample(
-            &img,
-            Rect {
-                x: 0,
-                y: 0,
-                w: 2,
-                h: 2,
-            },
-            4,
-            false,
-            &mut out,
-        );
-        for row in out.chunks(4) {
-            assert_eq!(row, &[0.0, 25.0, 75.0, 100.0]);
+    fn evaluation_equals_mobile_core_model_input() {
+        for (channels, width, height, mean, std) in [
+            (1, 40, 30, vec![0.2860], vec![0.3530]),
+            (3, 30, 40, IMAGENET_MEAN.to_vec(), IMAGENET_STD.to_vec()),
+            (1, 28, 28, vec![0.5], vec![0.5]),
+        ] {
+            let img = Image {
+                pixels: (0..channels * width * height)
+                    .map(|i| ((i * 37 + i / 7) % 256) as u8)
+                    .collect(),
+                channels,
+                height,
+                width,
+            };
+            let augment = Augment::eval(28, channels).with_mean_std(mean.clone(), std.clone());
+            let mut host = vec![0f32; augment.output_len()];
+            augment
+                .apply(&img, &mut SplitMix::new(0), &mut host)
+                .unwrap();
+            let phone = model_input(&img, &meta(channels, 28, mean, std)).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&host), bits(&phone), "{channels}x{height}x{width}");
+            // and the crop matters: the whole 40x30 image squeezed to 28x28 differs
+            if width != height {
+                let squeezed = Augment {
+                    crop: Crop::None,
+                    ..augment
+                };
+                let mut other = vec![0f32; squeezed.output_len()];
+                squeezed
+                    .apply(&img, &mut SplitMix::new(0), &mut other)
+                    .unwrap();
+                assert_ne!(bits(&other), bits(&phone));
+            }
         }
-    }
-
-    /// Shrinking widens the triangle filter to the scale, as PIL's `resize(BILINEAR)` does (its
-    /// `precompute_coeffs`): halving [10, 30, 50, 70], output 0 is centred at 1.0 with support 2, so the
-    /// pixels centred at 0.5, 1.5, 2.5 weigh 3/4, 3/4, 1/4 (normalised: 3/7, 3/7, 1/7) and it is
-    /// 170/7; output 1 is 390/7.
-    #[test]
-    fn shrinking_is_antialiased_like_pil() {
-        let img = Image {
-            pixels: vec![10, 30, 50, 70],
-            channels: 1,
-            height: 1,
-            width: 4,
-        };
-        let mut out = vec![0f32; 4];
-        resample(
-            &img,
-            Rect {
-                x: 0,
-                y: 0,
-                w: 4,
-                h: 1,
-            },
-            2,
-            false,
-            &mut out,
-        );
-        // the single source row is stretched to 2 output rows
-        for row in out.chunks(2) {
-            assert!((row[0] - 170.0 / 7.0).abs() < 1e-4, "{row:?}");
-            assert!((row[1] - 390.0 / 7.0).abs() < 1e-4, "{row:?}");
-        }
-    }
-
-    #[test]
-    fn equal_sizes_copy_and_flip_mirrors() {
-        let img = ramp(5, 3);
-        let mut out = vec![0f32; 9];
-        resample(
-            &img,
-            Rect {
-                x: 1,
-                y: 0,
-                w: 3,
-                h: 3,
-            },
-            3,
-            false,
-            &mut out,
-        );
-        assert_eq!(out, vec![1.0, 2.0, 3.0, 6.0, 7.0, 8.0, 11.0, 12.0, 13.0]);
-        resample(
-            &img,
-            Rect {
-                x: 1,
-                y: 0,
-                w: 3,
-                h: 3,
-            },
-            3,
-            true,
-            &mut out,
-        );
-        assert_eq!(out, vec![3.0, 2.0, 1.0, 8.0, 7.0, 6.0, 13.0, 12.0, 11.0]);
     }
 }

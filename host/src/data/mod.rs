@@ -28,15 +28,9 @@ use std::sync::Arc;
 use anyhow::{Result, bail, ensure};
 use mobile_core::onnx::weights::SplitMix;
 
-/// One decoded image: `channels × height × width` bytes, planar (all of channel 0, then channel 1, …),
-/// the layout of [`Dataset`] and of the network's input.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Image {
-    pub pixels: Vec<u8>,
-    pub channels: usize,
-    pub height: usize,
-    pub width: usize,
-}
+/// One decoded image, planar: the layout of [`Dataset`] and of the network's input. Defined in
+/// mobile-core, so the phone preprocesses with the very type and resize the trainer evaluates with.
+pub use mobile_core::preprocess::Image;
 
 /// Where samples come from. Labels and class names are known up front (the proxy-task tools and the
 /// loader's batches need them without decoding anything); pixels are produced by [`Source::read`], which
