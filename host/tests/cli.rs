@@ -1,5 +1,7 @@
 //! The `fbnet` command line end to end, as a user runs it.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -162,4 +164,95 @@ fn search_refuses_bad_input_naming_the_problem() {
         err.contains("no-such-run") && err.contains("not a search run folder"),
         "{err}"
     );
+}
+
+#[test]
+fn train_export_run_and_bench_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let arch = mobile_core::Arch::new(
+        "tiny-cli",
+        common::tiny_space(),
+        vec![
+            mobile_core::Block::K3E3,
+            mobile_core::Block::Skip,
+            mobile_core::Block::K5E1G2,
+        ],
+    )
+    .unwrap();
+    std::fs::write(d.join("arch.json"), arch.to_json()).unwrap();
+    let train = ok(
+        &[
+            "train",
+            "arch.json",
+            "--classes",
+            "3",
+            "--max-images",
+            "192",
+            "--max-val-images",
+            "60",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--out",
+            "run",
+        ],
+        d,
+    );
+    assert!(train.contains("best test top-1"), "{train}");
+    let export = ok(
+        &[
+            "export",
+            "run",
+            "--out",
+            "m/model.onnx",
+            "--int8",
+            "--calib",
+            "16",
+        ],
+        d,
+    );
+    assert!(export.contains("same top-1 as candle 100.00%"), "{export}");
+    assert!(d.join("m/model.int8.onnx").exists());
+    // a real test image, as a user would pick it
+    let img =
+        image::GrayImage::from_fn(28, 28, |x, y| image::Luma([((x * 9 + y * 3) % 256) as u8]));
+    img.save(d.join("shirt.png")).unwrap();
+    let json = ok(
+        &[
+            "run",
+            "m/model.int8.onnx",
+            "shirt.png",
+            "--top",
+            "2",
+            "--json",
+        ],
+        d,
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let classes = v[0]["classes"].as_array().unwrap();
+    assert_eq!(classes.len(), 2);
+    let p: Vec<f64> = classes
+        .iter()
+        .map(|c| c["probability"].as_f64().unwrap())
+        .collect();
+    assert!(p[0] >= p[1] && p[0] <= 1.0 && p[1] >= 0.0, "{json}");
+    let bench = ok(&["bench", "m/model.onnx", "--runs", "20", "--json"], d);
+    let b: serde_json::Value = serde_json::from_str(&bench).unwrap();
+    assert_eq!(b["runs"], 20);
+    assert!(b["p10_us"].as_f64().unwrap() <= b["p90_us"].as_f64().unwrap());
+    // bad input names the file and the problem
+    let e = fails(&["run", "missing.onnx", "shirt.png"], d);
+    assert!(e.contains("missing.onnx"), "{e}");
+    std::fs::write(d.join("notes.onnx"), "not a model").unwrap();
+    let e = fails(&["bench", "notes.onnx"], d);
+    assert!(
+        e.contains("notes.onnx") && e.contains("not an ONNX model"),
+        "{e}"
+    );
+    let e = fails(&["export", "nowhere", "--out", "x.onnx"], d);
+    assert!(e.contains("nowhere"), "{e}");
+    let e = fails(&["run", "m/model.onnx", "notes.onnx"], d);
+    assert!(e.contains("notes.onnx"), "{e}");
 }

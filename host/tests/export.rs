@@ -13,44 +13,18 @@ use fbnet::export::{ExportConfig, TrainedWeights, export, int8_path};
 use fbnet::runs::RunDir;
 use fbnet::supernet::Network;
 use fbnet::train::{Schedule, TrainConfig, TrainProgress, TrainRun, train};
+use mobile_core::model::Model;
 use mobile_core::model_meta::{ModelMeta, decode_model};
 use mobile_core::onnx::weights::SplitMix;
 use mobile_core::onnx::{Dtype, arch_graph};
 use mobile_core::runtime::{RangeEstimate, SessionConfig, run};
-use mobile_core::space::Stage;
 use mobile_core::{Arch, Block, Space};
-
-fn tiny_space() -> Space {
-    Space {
-        name: "tiny".into(),
-        resolution: 28,
-        input_channels: 1,
-        stem_channels: 8,
-        stem_stride: 2,
-        stages: vec![
-            Stage {
-                channels: 8,
-                layers: 2,
-                stride: 1,
-            },
-            Stage {
-                channels: 16,
-                layers: 1,
-                stride: 2,
-            },
-        ],
-        head_channels: 32,
-        num_classes: 3,
-        width: 1.0,
-        candidates: Block::ALL.to_vec(),
-    }
-}
 
 /// Every kind of block: grouped 1x1 with shuffle, no expansion, a residual, a stride.
 fn tiny_arch() -> Arch {
     Arch::new(
         "tiny-a",
-        tiny_space(),
+        common::tiny_space(),
         vec![Block::K3E1G2, Block::K5E6, Block::K3E3],
     )
     .unwrap()
@@ -310,7 +284,7 @@ fn bad_run_folders_get_clear_errors() {
     run_training(&config(write_arch(tmp.path(), &arch), 1), &dir, false, None).unwrap();
     let other = Arch::new(
         "tiny-b",
-        tiny_space(),
+        common::tiny_space(),
         vec![Block::K3E1, Block::Skip, Block::K5E3],
     )
     .unwrap();

@@ -10,34 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::Device;
 use fbnet::search::{LossForm, RunDir, SearchConfig, read_metrics, search};
 use mobile_core::onnx::Dtype;
-use mobile_core::space::Stage;
 use mobile_core::{Arch, Block, Space};
-
-fn tiny_space() -> Space {
-    Space {
-        name: "tiny".into(),
-        resolution: 28,
-        input_channels: 1,
-        stem_channels: 8,
-        stem_stride: 2,
-        stages: vec![
-            Stage {
-                channels: 8,
-                layers: 2,
-                stride: 1,
-            },
-            Stage {
-                channels: 16,
-                layers: 1,
-                stride: 2,
-            },
-        ],
-        head_channels: 32,
-        num_classes: 3,
-        width: 1.0,
-        candidates: Block::ALL.to_vec(),
-    }
-}
 
 /// A complete int8 table: each op costs 10 µs + 10 µs per thousand MACs, so larger blocks are slower.
 fn write_lut(space: &Space, dir: &std::path::Path) -> std::path::PathBuf {
@@ -96,7 +69,7 @@ fn thetas(r: &fbnet::search::SearchResult) -> Vec<f64> {
 #[test]
 fn an_interrupted_search_resumes_to_the_same_theta_and_leaves_a_complete_run_folder() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(write_lut(&tiny_space(), tmp.path()));
+    let cfg = config(write_lut(&common::tiny_space(), tmp.path()));
     let straight = run(&cfg, &tmp.path().join("straight"), false, None).unwrap();
 
     let dir = tmp.path().join("resumed");
@@ -140,7 +113,7 @@ fn an_interrupted_search_resumes_to_the_same_theta_and_leaves_a_complete_run_fol
     }
     let best = Arch::load(dir.join("searched-best.json").to_str().unwrap()).unwrap();
     assert_eq!(best.text(), resumed.best.arch);
-    assert_eq!(best.space.hash(), tiny_space().hash());
+    assert_eq!(best.space.hash(), common::tiny_space().hash());
     // the most likely architecture takes each layer's most probable candidate
     for (layer, b) in resumed.layers.iter().zip(&best.choices) {
         let i = layer.candidates.iter().position(|c| c == b).unwrap();
@@ -151,7 +124,7 @@ fn an_interrupted_search_resumes_to_the_same_theta_and_leaves_a_complete_run_fol
 #[test]
 fn latency_pressure_lowers_the_expected_latency() {
     let tmp = tempfile::tempdir().unwrap();
-    let lut = write_lut(&tiny_space(), tmp.path());
+    let lut = write_lut(&common::tiny_space(), tmp.path());
     let mut free = config(lut.clone());
     free.loss = LossForm::Additive;
     free.alpha = 0.0;
@@ -177,7 +150,7 @@ fn latency_pressure_lowers_the_expected_latency() {
 #[test]
 fn a_table_for_another_class_count_is_refused_with_advice() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut cfg = config(write_lut(&tiny_space(), tmp.path()));
+    let mut cfg = config(write_lut(&common::tiny_space(), tmp.path()));
     cfg.classes = None;
     let err = run(&cfg, &tmp.path().join("r"), false, None)
         .unwrap_err()
@@ -191,7 +164,7 @@ fn a_table_for_another_class_count_is_refused_with_advice() {
 #[test]
 fn a_diverging_search_stops_with_a_clear_message_and_keeps_its_folder() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut cfg = config(write_lut(&tiny_space(), tmp.path()));
+    let mut cfg = config(write_lut(&common::tiny_space(), tmp.path()));
     cfg.lr = 1e30;
     let dir = tmp.path().join("r");
     let err = run(&cfg, &dir, false, None).unwrap_err().to_string();

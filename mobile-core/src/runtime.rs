@@ -211,19 +211,54 @@ pub enum RangeEstimate {
     /// The smallest and largest value over all images: nothing clips, but one outlier widens the
     /// quantisation step of every value.
     MinMax,
-    /// Per image, the `q` and `1 − q` quantiles of the activation's values, averaged over the images:
-    /// the rare extreme values clip, the common ones get finer steps.
+    /// The `q` and `1 − q` quantiles of all the activation's values over all images (from a
+    /// histogram): the rarest extreme values clip, the common ones get finer steps. A small tensor
+    /// (the logits) keeps its extremes, since `q` of its few values is less than one value.
     Quantile { q: f64 },
 }
 
-/// The `q`-quantile and `(1 − q)`-quantile of `values` (reordered in place).
-fn quantiles(values: &mut [f32], q: f64) -> (f32, f32) {
-    let n = values.len();
-    let lo = ((n as f64 - 1.0) * q).round() as usize;
-    let hi = ((n as f64 - 1.0) * (1.0 - q)).round() as usize;
-    let (_, &mut hi_v, _) = values.select_nth_unstable_by(hi, f32::total_cmp);
-    let (_, &mut lo_v, _) = values.select_nth_unstable_by(lo, f32::total_cmp);
-    (lo_v, hi_v)
+/// Bins of the calibration histograms: fine enough that the bin width is well under a uint8 step.
+const BINS: usize = 4096;
+
+/// A histogram of one activation's values over `[lo, hi]`.
+struct Histogram {
+    lo: f32,
+    hi: f32,
+    counts: Vec<u64>,
+}
+
+impl Histogram {
+    fn new(lo: f32, hi: f32) -> Histogram {
+        Histogram {
+            lo,
+            hi,
+            counts: vec![0; BINS],
+        }
+    }
+
+    fn add(&mut self, values: &[f32]) {
+        let width = (self.hi - self.lo).max(f32::MIN_POSITIVE);
+        for &v in values {
+            let b = (((v - self.lo) / width) * BINS as f32) as isize;
+            self.counts[b.clamp(0, BINS as isize - 1) as usize] += 1;
+        }
+    }
+
+    /// The value below which a fraction `f` of the values lie (bin edges, the outer edge for the top
+    /// bin, so that `f = 1` gives `hi`).
+    fn quantile(&self, f: f64) -> f32 {
+        let total: u64 = self.counts.iter().sum();
+        let target = (f * total as f64).ceil() as u64;
+        let mut acc = 0;
+        for (b, &c) in self.counts.iter().enumerate() {
+            acc += c;
+            if acc >= target.max(1) {
+                let edge = if f >= 0.5 { b + 1 } else { b };
+                return self.lo + (self.hi - self.lo) * edge as f32 / BINS as f32;
+            }
+        }
+        self.hi
+    }
 }
 
 /// Runs the fp32 graph with every activation exposed on each of `inputs` and estimates the range of
@@ -239,33 +274,36 @@ pub fn calibrate(
     let mut ranges = Ranges::new();
     for input in inputs {
         let outputs = run(&mut session, input, &graph.input_shape)?;
-        for (name, (_, mut values)) in graph.activations.iter().zip(outputs) {
-            let (lo, hi) = match estimate {
-                RangeEstimate::MinMax => values
-                    .iter()
-                    .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                        (lo.min(v), hi.max(v))
-                    }),
-                RangeEstimate::Quantile { q } => quantiles(&mut values, q),
-            };
-            match estimate {
-                RangeEstimate::MinMax => {
-                    let e = ranges.entry(name.clone()).or_insert((lo, hi));
-                    *e = (e.0.min(lo), e.1.max(hi));
-                }
-                RangeEstimate::Quantile { .. } => {
-                    // running sums, divided by the image count below
-                    let e = ranges.entry(name.clone()).or_insert((0.0, 0.0));
-                    *e = (e.0 + lo, e.1 + hi);
-                }
-            }
+        for (name, (_, values)) in graph.activations.iter().zip(outputs) {
+            let (lo, hi) = values
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                    (lo.min(v), hi.max(v))
+                });
+            let e = ranges.entry(name.clone()).or_insert((lo, hi));
+            *e = (e.0.min(lo), e.1.max(hi));
         }
     }
-    if let RangeEstimate::Quantile { .. } = estimate {
-        let n = inputs.len().max(1) as f32;
-        for v in ranges.values_mut() {
-            *v = (v.0 / n, v.1 / n);
+    let RangeEstimate::Quantile { q } = estimate else {
+        return Ok(ranges);
+    };
+    // second pass: histograms over the observed ranges, then the quantiles
+    let mut hists: Vec<Histogram> = graph
+        .activations
+        .iter()
+        .map(|name| {
+            let (lo, hi) = ranges.get(name).copied().unwrap_or((0.0, 0.0));
+            Histogram::new(lo, hi)
+        })
+        .collect();
+    for input in inputs {
+        let outputs = run(&mut session, input, &graph.input_shape)?;
+        for (h, (_, values)) in hists.iter_mut().zip(outputs) {
+            h.add(&values);
         }
+    }
+    for (name, h) in graph.activations.iter().zip(&hists) {
+        ranges.insert(name.clone(), (h.quantile(q), h.quantile(1.0 - q)));
     }
     Ok(ranges)
 }
@@ -275,11 +313,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quantiles_clip_the_extremes() {
-        let mut v: Vec<f32> = (0..1001).map(|i| i as f32).collect();
-        v.reverse();
-        assert_eq!(quantiles(&mut v, 0.0), (0.0, 1000.0));
-        assert_eq!(quantiles(&mut v, 0.01), (10.0, 990.0));
+    fn histogram_quantiles_clip_rare_extremes_only() {
+        let mut h = Histogram::new(0.0, 1000.0);
+        let v: Vec<f32> = (0..=1000).map(|i| i as f32).collect();
+        h.add(&v);
+        assert_eq!((h.quantile(0.0), h.quantile(1.0)), (0.0, 1000.0));
+        let (lo, hi) = (h.quantile(0.01), h.quantile(0.99));
+        assert!(
+            (lo - 10.0).abs() < 0.5 && (hi - 990.0).abs() < 0.5,
+            "{lo} {hi}"
+        );
+        // ten values: a 1e-4 quantile is less than one value, so the extremes stay
+        let mut small = Histogram::new(-3.0, 7.0);
+        small.add(&[-3.0, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 6.5, 7.0]);
+        assert_eq!(
+            (small.quantile(1e-4), small.quantile(1.0 - 1e-4)),
+            (-3.0, 7.0)
+        );
     }
 
     #[test]

@@ -65,3 +65,32 @@ pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         .and_then(|d| d.to_scalar())
         .expect("tensors of one shape")
 }
+
+/// A space small enough for training tests: 28 px grey images, three classes, three searchable layers
+/// (one with a stride), every block of Table 2.
+pub fn tiny_space() -> mobile_core::Space {
+    use mobile_core::space::Stage;
+    mobile_core::Space {
+        name: "tiny".into(),
+        resolution: 28,
+        input_channels: 1,
+        stem_channels: 8,
+        stem_stride: 2,
+        stages: vec![
+            Stage {
+                channels: 8,
+                layers: 2,
+                stride: 1,
+            },
+            Stage {
+                channels: 16,
+                layers: 1,
+                stride: 2,
+            },
+        ],
+        head_channels: 32,
+        num_classes: 3,
+        width: 1.0,
+        candidates: mobile_core::Block::ALL.to_vec(),
+    }
+}
