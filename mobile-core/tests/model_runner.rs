@@ -12,7 +12,7 @@ use mobile_core::model_meta::{META_FORMAT, ModelMeta, Prediction};
 use mobile_core::onnx::{Dtype, RandomWeights, arch_graph};
 use mobile_core::preprocess::{Image, decode, model_input};
 use mobile_core::profile::{Method, random_inputs};
-use mobile_core::runtime::{SessionConfig, calibrate, run};
+use mobile_core::runtime::{RangeEstimate, SessionConfig, calibrate, run};
 use mobile_core::space::Stage;
 use mobile_core::timing::{Stats, TimingConfig};
 use mobile_core::{Arch, Block, Space};
@@ -106,7 +106,7 @@ fn write_model_with(
         Dtype::Fp32 => fp32,
         Dtype::Int8 => {
             let calib = random_inputs(&fp32.input_shape, 4, 9);
-            let ranges = calibrate(&fp32, &calib, cfg).unwrap();
+            let ranges = calibrate(&fp32, &calib, cfg, RangeEstimate::MinMax).unwrap();
             arch_graph(&arch, Dtype::Int8, &mut weights(), Some(&ranges), 1, &props).unwrap()
         }
     };
