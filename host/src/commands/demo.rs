@@ -150,7 +150,7 @@ fn table(a: &DemoArgs, plan: &Plan, cancel: &AtomicBool) -> anyhow::Result<PathB
         space,
         dtypes: mobile_core::onnx::Dtype::ALL.to_vec(),
         session: SessionConfig { threads: 1 },
-        timing: plan.timing.clone(),
+        timing: plan.timing,
         device: DeviceInfo::this_host(),
         method: Method::InNetwork,
         seed: 0,
