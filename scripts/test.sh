@@ -5,13 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup-ort.sh
-# Fashion-MNIST for the dataset tests, from Debian's package (FBNET_FASHION_MNIST overrides the folder).
-if [ -z "${FBNET_FASHION_MNIST:-}" ] && [ ! -d /usr/share/datasets/fashion-mnist ]; then
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get install -y --no-install-recommends dataset-fashion-mnist >/dev/null ||
-        { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-install-recommends dataset-fashion-mnist >/dev/null; }
-fi
+# Fashion-MNIST for the dataset, training and export tests.
+scripts/setup-fashion-mnist.sh
 # Some tests time real ONNX Runtime sessions and compare timings; other tests running beside them on a
 # 2-core machine would distort what they measure, so test functions run one at a time.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-1}"

@@ -509,6 +509,22 @@ impl State {
     }
 }
 
+/// The architecture to train: a file, or a built-in, placed in the space of `lut` when one is given (so
+/// that `fbnet-b` trains at the table's resolution, width and class count).
+pub fn resolve_arch(name: &str, lut: Option<&Path>) -> Result<Arch> {
+    if let Some(path) = lut
+        && mobile_core::builtin(name).is_some()
+    {
+        let space = mobile_core::lut::Lut::load(path)?.space;
+        if let Some(arch) = mobile_core::arch::builtin_in(name, &space) {
+            return arch.with_context(|| {
+                format!("built-in {name} does not fit the space {} of {}", space.name, path.display())
+            });
+        }
+    }
+    Ok(Arch::load(name)?)
+}
+
 /// Trains `cfg.arch` from scratch into `run` (a new run, or `resume` an interrupted one). `progress` is
 /// called after every step; `cancel` stops after the current step, keeping the last checkpoint.
 pub fn train(
@@ -524,7 +540,7 @@ pub fn train(
     let arch = if resume {
         run.arch()?
     } else {
-        Arch::load(&cfg.arch)?
+        resolve_arch(&cfg.arch, cfg.lut.as_deref())?
     };
     dir.start(cfg, resume, "training")?;
     if !resume {

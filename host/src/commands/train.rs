@@ -21,7 +21,7 @@ fn defaults() -> TrainConfig {
 #[derive(clap::Args)]
 pub struct TrainArgs {
     /// The architecture: a search run folder (its most likely architecture), an architecture JSON file
-    /// or a built-in name.
+    /// or a built-in name (placed in the space of --lut when given: `fbnet-b --lut small.json`).
     #[arg(required_unless_present = "resume")]
     pub arch: Option<String>,
     /// The latency table whose prediction the exported model carries (default: a search run's table).
@@ -227,7 +227,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         None => {
             let cfg = args.config()?;
             let out = args.out.clone().unwrap_or_else(|| {
-                let name = mobile_core::Arch::load(&cfg.arch)
+                let name = fbnet::train::resolve_arch(&cfg.arch, cfg.lut.as_deref())
                     .map(|a| a.name)
                     .unwrap_or_else(|_| "arch".into());
                 PathBuf::from(format!("runs/train-{name}-seed{}", cfg.seed))
