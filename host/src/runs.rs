@@ -177,16 +177,32 @@ impl Tally {
     }
 }
 
-/// Cross-entropy and the number of correct predictions of a batch.
-pub fn ce_and_correct(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, usize)> {
-    let ce = candle_nn::loss::cross_entropy(logits, labels)?;
-    let pred = logits.argmax(D::Minus1)?;
-    let correct = pred
+/// A batch moved into tensors on `device`: images `[n, c, h, w]` and labels `[n]`.
+pub fn batch_tensors(
+    b: crate::data::Batch,
+    device: &candle_core::Device,
+) -> Result<(Tensor, Tensor)> {
+    let [n, c, h, w] = b.shape;
+    Ok((
+        Tensor::from_vec(b.images, (n, c, h, w), device)?,
+        Tensor::from_vec(b.labels, n, device)?,
+    ))
+}
+
+/// The number of rows of `logits` whose largest entry is at the label.
+pub fn correct(logits: &Tensor, labels: &Tensor) -> Result<usize> {
+    Ok(logits
+        .argmax(D::Minus1)?
         .eq(labels)?
         .to_dtype(DType::F32)?
         .sum_all()?
-        .to_scalar::<f32>()? as usize;
-    Ok((ce, correct))
+        .to_scalar::<f32>()? as usize)
+}
+
+/// Cross-entropy and the number of correct predictions of a batch.
+pub fn ce_and_correct(logits: &Tensor, labels: &Tensor) -> Result<(Tensor, usize)> {
+    let ce = candle_nn::loss::cross_entropy(logits, labels)?;
+    Ok((ce, correct(logits, labels)?))
 }
 
 /// Stops the run when `cancel` is set, naming the checkpoint that remains.

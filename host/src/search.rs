@@ -23,8 +23,8 @@ use crate::optim::{Adam, Sgd};
 use crate::report::write_atomic;
 pub use crate::runs::RunDir;
 use crate::runs::{
-    Tally, append_line, ce_and_correct, checkpoint_to_read, finite, read_meta, stop_if_cancelled,
-    truncate_metrics, write_checkpoint,
+    Tally, append_line, batch_tensors, ce_and_correct, checkpoint_to_read, finite, read_meta,
+    stop_if_cancelled, truncate_metrics, write_checkpoint,
 };
 use crate::supernet::Network;
 
@@ -463,13 +463,6 @@ pub fn search(
         .collect();
     let named: Vec<(&str, &crate::params::Param)> =
         named.iter().map(|(k, p)| (k.as_str(), p)).collect();
-    let to_tensors = |b: data::Batch| -> Result<(Tensor, Tensor)> {
-        let [n, c, h, w] = b.shape;
-        Ok((
-            Tensor::from_vec(b.images, (n, c, h, w), device)?,
-            Tensor::from_vec(b.labels, n, device)?,
-        ))
-    };
 
     while st.epochs_done < cfg.epochs {
         let epoch = st.epochs_done;
@@ -488,7 +481,7 @@ pub fn search(
         let steps = loader.len();
         for (step, batch) in loader.enumerate() {
             stop_if_cancelled(cancel, epoch, run)?;
-            let (x, y) = to_tensors(batch?)?;
+            let (x, y) = batch_tensors(batch?, device)?;
             lr = 0.5
                 * cfg.lr
                 * (1.0 + (std::f64::consts::PI * st.weight_steps as f64 / total_steps).cos());
@@ -525,7 +518,7 @@ pub fn search(
         let steps = loader.len();
         for (step, batch) in loader.enumerate() {
             stop_if_cancelled(cancel, epoch, run)?;
-            let (x, y) = to_tensors(batch?)?;
+            let (x, y) = batch_tensors(batch?, device)?;
             let (ce, ok) = if theta_on {
                 let m = st.mix(Some(tau), true)?;
                 let logits = st.net.forward(&x, Some(&m), true)?;

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{D, Device, Tensor};
 use mobile_core::Arch;
 use mobile_core::onnx::weights::SplitMix;
 use serde::{Deserialize, Serialize};
@@ -19,8 +19,8 @@ use crate::data::{self, Augment, LoaderConfig, Source, Subset};
 use crate::optim::Sgd;
 use crate::report::write_atomic;
 use crate::runs::{
-    RunDir, Tally, append_line, checkpoint_to_read, finite, read_meta, stop_if_cancelled,
-    truncate_metrics, write_checkpoint,
+    RunDir, Tally, append_line, batch_tensors, checkpoint_to_read, correct, finite, read_meta,
+    stop_if_cancelled, truncate_metrics, write_checkpoint,
 };
 use crate::supernet::Network;
 
@@ -518,7 +518,11 @@ pub fn resolve_arch(name: &str, lut: Option<&Path>) -> Result<Arch> {
         let space = mobile_core::lut::Lut::load(path)?.space;
         if let Some(arch) = mobile_core::arch::builtin_in(name, &space) {
             return arch.with_context(|| {
-                format!("built-in {name} does not fit the space {} of {}", space.name, path.display())
+                format!(
+                    "built-in {name} does not fit the space {} of {}",
+                    space.name,
+                    path.display()
+                )
             });
         }
     }
@@ -589,10 +593,8 @@ pub fn train(
         let steps = loader.len();
         for (step, batch) in loader.enumerate() {
             stop_if_cancelled(cancel, epoch, dir)?;
-            let b = batch?;
-            let [n, c, h, w] = b.shape;
-            let x = Tensor::from_vec(b.images, (n, c, h, w), device)?;
-            let y = Tensor::from_vec(b.labels, n, device)?;
+            let (x, y) = batch_tensors(batch?, device)?;
+            let n = y.dim(0)?;
             lr = cfg.schedule.lr(cfg.lr, epoch, st.steps, total);
             let mut f = st.net.features(&x, None, true)?;
             if cfg.dropout > 0.0 {
@@ -607,12 +609,7 @@ pub fn train(
             let logits = st.net.logits(&f)?;
             let loss = smoothed_ce(&logits, &y, cfg.label_smoothing)?;
             let v = finite(loss.to_scalar::<f32>()? as f64, "loss", epoch, step, dir)?;
-            let correct = logits
-                .argmax(D::Minus1)?
-                .eq(&y)?
-                .to_dtype(DType::F32)?
-                .sum_all()?
-                .to_scalar::<f32>()? as usize;
+            let correct = correct(&logits, &y)?;
             let grads = loss.backward()?;
             st.sgd.step(&named, &grads, lr)?;
             st.steps += 1;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{Device, Tensor};
+use fbnet::data::Source;
 use fbnet::export::{ExportConfig, TrainedWeights, export, int8_path};
 use fbnet::runs::RunDir;
 use fbnet::supernet::Network;
@@ -18,7 +19,7 @@ use mobile_core::model_meta::{ModelMeta, decode_model};
 use mobile_core::onnx::weights::SplitMix;
 use mobile_core::onnx::{Dtype, arch_graph};
 use mobile_core::runtime::{RangeEstimate, SessionConfig, run};
-use mobile_core::{Arch, Block, Space};
+use mobile_core::{Arch, Block};
 
 /// Every kind of block: grouped 1x1 with shuffle, no expansion, a residual, a stride.
 fn tiny_arch() -> Arch {
@@ -206,6 +207,43 @@ fn a_trained_run_exports_to_onnx_that_agrees_with_candle_and_describes_itself() 
             q.top1
         };
         assert_eq!(meta.accuracy, Some(expect));
+    }
+    // real test images as PNG files, classified as the phone would: the class candle predicts
+    let (net, _) = TrainRun(RunDir(dir.clone()))
+        .load_network(false, &Device::Cpu)
+        .unwrap();
+    let model = Model::load(&out, SessionConfig { threads: 1 }).unwrap();
+    let test = fbnet::data::open("fashion-mnist", false, Some(1)).unwrap();
+    let test = fbnet::data::Subset::random_classes(test, 3, 0).unwrap();
+    for i in [0, 1, 2, 50, 99] {
+        let img = test.read(i).unwrap();
+        let png = tmp.path().join(format!("test-{i}.png"));
+        image::GrayImage::from_raw(28, 28, img.pixels.clone())
+            .unwrap()
+            .save(&png)
+            .unwrap();
+        let classes = model.classify_file(&png, 3).unwrap();
+        assert_eq!(classes.len(), 3);
+        let x = mobile_core::preprocess::model_input(&img, model.meta()).unwrap();
+        let logits: Vec<f32> = net
+            .forward(
+                &Tensor::from_vec(x, (1, 1, 28, 28), &Device::Cpu).unwrap(),
+                None,
+                false,
+            )
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let best = (0..3)
+            .max_by(|&a, &b| logits[a].total_cmp(&logits[b]))
+            .unwrap();
+        assert_eq!(
+            classes[0].index, best,
+            "image {i}: {classes:?} vs {logits:?}"
+        );
+        assert_eq!(classes[0].label, info.labels[best]);
     }
 }
 

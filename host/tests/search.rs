@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::Device;
 use fbnet::search::{LossForm, RunDir, SearchConfig, read_metrics, search};
 use mobile_core::onnx::Dtype;
-use mobile_core::{Arch, Block, Space};
+use mobile_core::{Arch, Space};
 
 /// A complete int8 table: each op costs 10 µs + 10 µs per thousand MACs, so larger blocks are slower.
 fn write_lut(space: &Space, dir: &std::path::Path) -> std::path::PathBuf {

@@ -85,8 +85,8 @@ impl Plan {
             Plan {
                 search_epochs: 3,
                 search_images: 2000,
-                train_epochs: 5,
-                train_images: 10_000,
+                train_epochs: 8,
+                train_images: 12_000,
                 val_images: 2000,
                 check_images: 10_000,
                 timing: TimingConfig::standard(),

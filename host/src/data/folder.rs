@@ -144,37 +144,13 @@ impl Source for ImageFolder {
             self.files.len()
         );
         let path = &self.files[i];
-        let decoded = image::ImageReader::open(path)
-            .with_context(|| format!("{}: cannot open", path.display()))?
-            .with_guessed_format()
-            .with_context(|| format!("{}: cannot read", path.display()))?
-            .decode()
-            .with_context(|| format!("{}: cannot decode the image", path.display()))?;
-        let (width, height) = (decoded.width() as usize, decoded.height() as usize);
-        ensure!(
-            width > 0 && height > 0,
-            "{}: empty image ({width}x{height})",
-            path.display()
-        );
-        let pixels = if self.channels == 1 {
-            decoded.into_luma8().into_raw()
-        } else {
-            let interleaved = decoded.into_rgb8().into_raw();
-            let plane = width * height;
-            let mut planar = vec![0u8; 3 * plane];
-            for (p, rgb) in interleaved.chunks_exact(3).enumerate() {
-                planar[p] = rgb[0];
-                planar[plane + p] = rgb[1];
-                planar[2 * plane + p] = rgb[2];
-            }
-            planar
-        };
-        Ok(Image {
-            pixels,
-            channels: self.channels,
-            height,
-            width,
-        })
+        let bytes =
+            std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        Ok(mobile_core::preprocess::decode(
+            &bytes,
+            self.channels,
+            path,
+        )?)
     }
 }
 
