@@ -6,11 +6,13 @@
 //! image preprocessing of [`preprocess`] that the host's evaluation shares. The host trainer and the phone
 //! apps both build on it.
 
+pub mod api;
 pub mod arch;
 pub mod attribution;
 pub mod device;
 pub mod error;
 pub mod in_network;
+pub mod jni_facade;
 pub mod lut;
 /// A loaded exported model: its description, classification of images, and a latency benchmark.
 pub mod model;
@@ -30,3 +32,5 @@ pub use error::{Error, Result};
 pub use model::{BenchConfig, BenchReport, Class, Model};
 pub use ops::{Cost, Op};
 pub use space::{Block, LayerSpec, Space};
+
+uniffi::setup_scaffolding!();
