@@ -65,7 +65,9 @@ import sys
 name, batch = sys.argv[1], sys.argv[2]
 ours, theirs, om, tm = ([float(v) for v in a.split()] for a in sys.argv[3:7])
 ratios = [o / t for o, t in zip(ours, theirs)]
-span = lambda v, f: f.format(min(v)) if min(v) == max(v) else (f + "–" + f).format(min(v), max(v))
+def span(v, f):
+    lo, hi = f.format(min(v)), f.format(max(v))
+    return lo if lo == hi else f"{lo}–{hi}"
 print(f"| {name} | {batch} | {span(ours, '{:.1f}')} | {span(theirs, '{:.1f}')} | {span(ratios, '{:.2f}')}× | "
       f"{span(om, '{:.0f}')} | {span(tm, '{:.0f}')} |")
 PY
