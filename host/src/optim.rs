@@ -159,3 +159,43 @@ fn unprefixed(map: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Te
         .filter_map(|(k, v)| k.strip_prefix(&p).map(|k| (k.to_string(), v.clone())))
         .collect()
 }
+
+/// How the learning rate falls.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Schedule {
+    /// ×`gamma` at each of these epochs (0-based epoch at which the new rate starts); the paper decays
+    /// ×0.1 at 90, 180 and 270 of 360 epochs.
+    Step { milestones: Vec<usize>, gamma: f64 },
+    /// Cosine from the initial rate to 0 over all steps.
+    Cosine,
+}
+
+impl Schedule {
+    /// The paper's step decay scaled to `epochs`: ×0.1 at a quarter, half and three quarters.
+    pub fn paper(epochs: usize) -> Schedule {
+        let mut milestones: Vec<usize> = [1, 2, 3]
+            .iter()
+            .map(|q| epochs * q / 4)
+            .filter(|&m| m > 0)
+            .collect();
+        milestones.dedup();
+        Schedule::Step {
+            milestones,
+            gamma: 0.1,
+        }
+    }
+
+    /// The rate at `step` of `total` steps, in epoch `epoch`.
+    pub fn lr(&self, base: f64, epoch: usize, step: u64, total: u64) -> f64 {
+        match self {
+            Schedule::Step { milestones, gamma } => {
+                base * gamma.powi(milestones.iter().filter(|&&m| epoch >= m).count() as i32)
+            }
+            Schedule::Cosine => {
+                0.5 * base
+                    * (1.0 + (std::f64::consts::PI * step as f64 / total.max(1) as f64).cos())
+            }
+        }
+    }
+}

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Augment, LoaderConfig, Source, Subset};
 use crate::latency::{LatencyLoss, LatencyTable, gumbel_softmax};
-use crate::optim::{Adam, Sgd};
+use crate::optim::{Adam, Schedule, Sgd};
 use crate::report::write_atomic;
 pub use crate::runs::RunDir;
 use crate::runs::{
@@ -452,7 +452,7 @@ pub fn search(
         truncate_metrics(&run.metrics(), st.epochs_done)?;
     }
     let steps_per_epoch = data::batch_count(data.weights.len(), cfg.batch_size, true);
-    let total_steps = (steps_per_epoch * cfg.epochs) as f64;
+    let total_steps = (steps_per_epoch * cfg.epochs) as u64;
     let loss_fn = cfg.latency_loss();
     // shared handles to the weights (cheap clones), so that `st` can be borrowed mutably in the loop
     let named: Vec<(String, crate::params::Param)> = st
@@ -482,9 +482,7 @@ pub fn search(
         for (step, batch) in loader.enumerate() {
             stop_if_cancelled(cancel, epoch, run)?;
             let (x, y) = batch_tensors(batch?, device)?;
-            lr = 0.5
-                * cfg.lr
-                * (1.0 + (std::f64::consts::PI * st.weight_steps as f64 / total_steps).cos());
+            lr = Schedule::Cosine.lr(cfg.lr, epoch, st.weight_steps, total_steps);
             let m = st.mix(Some(tau), false)?;
             let logits = st.net.forward(&x, Some(&m), true)?;
             let (ce, ok) = ce_and_correct(&logits, &y)?;

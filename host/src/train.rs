@@ -16,6 +16,7 @@ use mobile_core::onnx::weights::SplitMix;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Augment, LoaderConfig, Source, Subset};
+use crate::optim::Schedule;
 use crate::optim::Sgd;
 use crate::report::write_atomic;
 use crate::runs::{
@@ -23,46 +24,6 @@ use crate::runs::{
     stop_if_cancelled, truncate_metrics, write_checkpoint,
 };
 use crate::supernet::Network;
-
-/// How the learning rate falls.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Schedule {
-    /// ×`gamma` at each of these epochs (0-based epoch at which the new rate starts); the paper decays
-    /// ×0.1 at 90, 180 and 270 of 360 epochs.
-    Step { milestones: Vec<usize>, gamma: f64 },
-    /// Cosine from the initial rate to 0 over all steps.
-    Cosine,
-}
-
-impl Schedule {
-    /// The paper's step decay scaled to `epochs`: ×0.1 at a quarter, half and three quarters.
-    pub fn paper(epochs: usize) -> Schedule {
-        let mut milestones: Vec<usize> = [1, 2, 3]
-            .iter()
-            .map(|q| epochs * q / 4)
-            .filter(|&m| m > 0)
-            .collect();
-        milestones.dedup();
-        Schedule::Step {
-            milestones,
-            gamma: 0.1,
-        }
-    }
-
-    /// The rate at `step` of `total` steps, in epoch `epoch`.
-    pub fn lr(&self, base: f64, epoch: usize, step: u64, total: u64) -> f64 {
-        match self {
-            Schedule::Step { milestones, gamma } => {
-                base * gamma.powi(milestones.iter().filter(|&&m| epoch >= m).count() as i32)
-            }
-            Schedule::Cosine => {
-                0.5 * base
-                    * (1.0 + (std::f64::consts::PI * step as f64 / total.max(1) as f64).cos())
-            }
-        }
-    }
-}
 
 /// Everything a training run depends on; written to `config.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

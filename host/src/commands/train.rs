@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use candle_core::Device;
+use fbnet::optim::Schedule;
 use fbnet::runs::RunDir;
 use fbnet::search::SearchConfig;
-use fbnet::train::{Schedule, TrainConfig, TrainProgress, TrainResult, TrainRun, train};
+use fbnet::train::{TrainConfig, TrainProgress, TrainResult, TrainRun, train};
 use indicatif::ProgressBar;
 
 use crate::progress::bar;
