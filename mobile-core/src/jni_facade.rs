@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use jni::errors::ErrorPolicy;
@@ -90,39 +90,31 @@ struct ProfileJob {
 }
 
 static NEXT_HANDLE: AtomicI64 = AtomicI64::new(1);
-static PROFILES: Mutex<Option<HashMap<i64, Arc<ProfileJob>>>> = Mutex::new(None);
-static MODELS: Mutex<Option<HashMap<i64, Arc<ModelRunner>>>> = Mutex::new(None);
+static PROFILES: Registry<Arc<ProfileJob>> = LazyLock::new(Default::default);
+static MODELS: Registry<Arc<ModelRunner>> = LazyLock::new(Default::default);
+
+/// Live native objects by handle.
+type Registry<T> = LazyLock<Mutex<HashMap<i64, T>>>;
 
 /// A registry's map, even after a panic elsewhere poisoned its lock.
-fn registry<T>(
-    m: &'static Mutex<Option<HashMap<i64, T>>>,
-) -> MutexGuard<'static, Option<HashMap<i64, T>>> {
+fn registry<T>(m: &'static Registry<T>) -> MutexGuard<'static, HashMap<i64, T>> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn insert<T>(m: &'static Mutex<Option<HashMap<i64, T>>>, value: T) -> i64 {
+fn insert<T>(m: &'static Registry<T>, value: T) -> i64 {
     let handle = NEXT_HANDLE.fetch_add(1, Ordering::Relaxed);
-    registry(m)
-        .get_or_insert_with(HashMap::new)
-        .insert(handle, value);
+    registry(m).insert(handle, value);
     handle
 }
 
-fn lookup<T: Clone>(
-    m: &'static Mutex<Option<HashMap<i64, T>>>,
-    handle: i64,
-    what: &str,
-) -> Result<T> {
-    registry(m)
-        .as_ref()
-        .and_then(|map| map.get(&handle).cloned())
-        .ok_or_else(|| {
-            FacadeError::invalid(format!("no {what} with handle {handle} (closed already?)"))
-        })
+fn lookup<T: Clone>(m: &'static Registry<T>, handle: i64, what: &str) -> Result<T> {
+    registry(m).get(&handle).cloned().ok_or_else(|| {
+        FacadeError::invalid(format!("no {what} with handle {handle} (closed already?)"))
+    })
 }
 
-fn remove<T>(m: &'static Mutex<Option<HashMap<i64, T>>>, handle: i64) -> Option<T> {
-    registry(m).as_mut().and_then(|map| map.remove(&handle))
+fn remove<T>(m: &'static Registry<T>, handle: i64) -> Option<T> {
+    registry(m).remove(&handle)
 }
 
 fn string(env: &Env<'_>, s: &JString<'_>, what: &str) -> Result<String> {

@@ -182,11 +182,6 @@ fn table(a: &DemoArgs, plan: &Plan, cancel: &AtomicBool) -> anyhow::Result<PathB
     Ok(path)
 }
 
-/// Starts a run, or resumes it when its folder holds a checkpoint.
-fn resuming(dir: &RunDir) -> bool {
-    dir.has_checkpoint()
-}
-
 fn search_stage(
     a: &DemoArgs,
     plan: &Plan,
@@ -212,7 +207,7 @@ fn search_stage(
         let text = std::fs::read_to_string(run.result())?;
         return Ok((run.clone(), serde_json::from_str(&text)?));
     }
-    let result = search_with_progress(&cfg, &run, resuming(&run), &Device::Cpu, cancel)?;
+    let result = search_with_progress(&cfg, &run, run.has_checkpoint(), &Device::Cpu, cancel)?;
     Ok((run, result))
 }
 
@@ -241,7 +236,7 @@ fn train_stage(
         let text = std::fs::read_to_string(run.0.result())?;
         return Ok((run, serde_json::from_str(&text)?));
     }
-    let resume = resuming(&run.0);
+    let resume = run.0.has_checkpoint();
     let result = train_with_progress(&cfg, &run, resume, &Device::Cpu, cancel)?;
     Ok((run, result))
 }
