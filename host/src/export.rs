@@ -257,12 +257,12 @@ pub fn export(
     // the test images, preprocessed once for candle and ONNX Runtime alike
     let mut check_cfg = train_cfg.clone();
     check_cfg.max_val_images = cfg.check_images.or(train_cfg.max_val_images);
-    let data = prepare_data(&check_cfg, &arch)?;
-    ensure!(
-        data.info.mean == info.mean && data.info.std == info.std,
-        "{}: the data's normalisation changed since training",
-        run.data_file().display()
-    );
+    // the training's normalisation, which the metadata also records
+    let data = prepare_data(
+        &check_cfg,
+        &arch,
+        Some((info.mean.clone(), info.std.clone())),
+    )?;
     let (mut images, mut labels, mut reference) = (Vec::new(), Vec::new(), Vec::new());
     let loader = data::batches(data.val_source.clone(), &data.val, &data.eval_loader, 0)?;
     let steps = loader.len();

@@ -297,7 +297,13 @@ fn sample(source: &dyn Source, max: Option<usize>, seed: u64) -> Result<Vec<usiz
     }
 }
 
-pub fn prepare_data(cfg: &TrainConfig, arch: &Arch) -> Result<TrainData> {
+/// The images of a run. `normalisation` is the (mean, std) the run already recorded (a resumed run, an
+/// export); without it they are estimated on the training images.
+pub fn prepare_data(
+    cfg: &TrainConfig,
+    arch: &Arch,
+    normalisation: Option<(Vec<f32>, Vec<f32>)>,
+) -> Result<TrainData> {
     let c = arch.space.input_channels;
     let train_source = classes_of(data::open(&cfg.data, true, Some(c))?, cfg, arch)?;
     let val_source = classes_of(data::open(&cfg.data, false, Some(c))?, cfg, arch)?;
@@ -310,7 +316,10 @@ pub fn prepare_data(cfg: &TrainConfig, arch: &Arch) -> Result<TrainData> {
         cfg.batch_size
     );
     ensure!(!val.is_empty(), "the test split has no images");
-    let (mean, std) = data::estimate_mean_std(train_source.as_ref(), 2000)?;
+    let (mean, std) = match normalisation {
+        Some(known) => known,
+        None => data::estimate_mean_std(train_source.as_ref(), 2000)?,
+    };
     let size = arch.space.resolution;
     let train_aug = if cfg.augment {
         Augment::train_small(size, c)
@@ -511,7 +520,13 @@ pub fn train(
     if !resume {
         write_atomic(&run.arch_file(), arch.to_json().as_bytes())?;
     }
-    let data = prepare_data(cfg, &arch)?;
+    let recorded = if resume && run.data_file().exists() {
+        let info = run.data_info()?;
+        Some((info.mean, info.std))
+    } else {
+        None
+    };
+    let data = prepare_data(cfg, &arch, recorded)?;
     write_atomic(
         &run.data_file(),
         serde_json::to_string_pretty(&data.info)?.as_bytes(),
