@@ -131,6 +131,8 @@ fn main() -> anyhow::Result<()> {
         .map(|(k, p)| (k.as_str(), p))
         .collect();
     let mut times = Vec::new();
+    // forward, backward and update seconds of each timed step, to say where a step's time goes
+    let mut phases = Vec::new();
     for s in 0..warmup + steps {
         let t0 = Instant::now();
         let mix: Option<Vec<Tensor>> = if supernet {
@@ -145,11 +147,14 @@ fn main() -> anyhow::Result<()> {
         };
         let logits = net.forward(&x, mix.as_deref(), true)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+        let t1 = Instant::now();
         let grads = loss.backward()?;
+        let t2 = Instant::now();
         sgd.step(&named, &grads, 0.01)?;
         let _ = loss.to_scalar::<f32>()?;
         if s >= warmup {
             times.push(t0.elapsed().as_secs_f64());
+            phases.push([t1 - t0, t2 - t1, t2.elapsed()].map(|d| d.as_secs_f64()));
         }
     }
     let total: f64 = times.iter().sum();
@@ -160,6 +165,7 @@ fn main() -> anyhow::Result<()> {
             "params": net.params.count(),
             "images_per_s": (batch * times.len()) as f64 / total,
             "step_s": times,
+            "forward_backward_update_s": phases,
             "peak_rss_mb": peak_rss_mb(),
         })
     );

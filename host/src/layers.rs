@@ -10,7 +10,7 @@ use mobile_core::onnx::network::shuffle_indices;
 use mobile_core::ops::mid_channels;
 use mobile_core::{Block, LayerSpec};
 
-use crate::kernels::{batch_norm_train, depthwise_conv};
+use crate::kernels::{BatchStats, BlockShape, batch_norm_train, block_train, depthwise_conv};
 use crate::params::{Init, Kind, Params};
 
 /// PyTorch's defaults, which the paper's training used.
@@ -56,6 +56,26 @@ impl BatchNorm {
         })
     }
 
+    /// Blends a training batch's statistics into the running averages (PyTorch's momentum, and its
+    /// unbiased variance).
+    fn record(&self, stats: BatchStats) -> Result<()> {
+        let unbias = stats.count as f64 / (stats.count.max(2) - 1) as f64;
+        let blend = |var: &Var, batch: Vec<f32>, scale: f64| -> Result<()> {
+            let old: Vec<f32> = var.as_tensor().to_vec1()?;
+            let new: Vec<f32> = old
+                .iter()
+                .zip(&batch)
+                .map(|(&o, &b)| {
+                    ((1.0 - BN_MOMENTUM) * o as f64 + BN_MOMENTUM * scale * b as f64) as f32
+                })
+                .collect();
+            var.set(&Tensor::from_vec(new, old.len(), var.device())?)?;
+            Ok(())
+        };
+        blend(&self.running_mean, stats.mean, 1.0)?;
+        blend(&self.running_var, stats.var, unbias)
+    }
+
     pub fn forward(&self, x: &Tensor, relu: bool, train: bool) -> Result<Tensor> {
         if train {
             let (y, stats) = batch_norm_train(
@@ -65,21 +85,7 @@ impl BatchNorm {
                 BN_EPS,
                 relu,
             )?;
-            let unbias = stats.count as f64 / (stats.count.max(2) - 1) as f64;
-            let blend = |var: &Var, batch: Vec<f32>, scale: f64| -> Result<()> {
-                let old: Vec<f32> = var.as_tensor().to_vec1()?;
-                let new: Vec<f32> = old
-                    .iter()
-                    .zip(&batch)
-                    .map(|(&o, &b)| {
-                        ((1.0 - BN_MOMENTUM) * o as f64 + BN_MOMENTUM * scale * b as f64) as f32
-                    })
-                    .collect();
-                var.set(&Tensor::from_vec(new, old.len(), var.device())?)?;
-                Ok(())
-            };
-            blend(&self.running_mean, stats.mean, 1.0)?;
-            blend(&self.running_var, stats.var, unbias)?;
+            self.record(stats)?;
             return Ok(y);
         }
         let c = x.dim(1)?;
@@ -211,6 +217,8 @@ pub struct BlockNet {
     pub dw: ConvBn,
     pub pw2: ConvBn,
     residual: bool,
+    /// The block's geometry for the fused training kernel.
+    shape: BlockShape,
 }
 
 impl BlockNet {
@@ -272,10 +280,53 @@ impl BlockNet {
                 c
             },
             residual: layer.shape_preserving(),
+            shape: BlockShape {
+                cin,
+                mid,
+                cout,
+                groups: g,
+                kernel: block.kernel(),
+                stride: layer.stride,
+                expand: block.has_expansion_conv(),
+                residual: layer.shape_preserving(),
+                shuffle: if block.has_expansion_conv() && g > 1 {
+                    shuffle_indices(mid, g)
+                } else {
+                    Vec::new()
+                },
+            },
         }))
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train && x.device().is_cpu() {
+            return self.forward_fused(x);
+        }
+        self.forward_layers(x, train)
+    }
+
+    /// Training mode on the CPU: the whole block as one op (`kernels::block`).
+    fn forward_fused(&self, x: &Tensor) -> Result<Tensor> {
+        let convs: Vec<&ConvBn> = self.pw1.iter().chain([&self.dw, &self.pw2]).collect();
+        let params: Vec<&Tensor> = convs
+            .iter()
+            .flat_map(|c| {
+                [
+                    c.weight.as_tensor(),
+                    c.bn.gamma.as_tensor(),
+                    c.bn.beta.as_tensor(),
+                ]
+            })
+            .collect();
+        let (y, stats) = block_train(x, &self.shape, &params, BN_EPS)?;
+        for (c, s) in convs.iter().zip(stats) {
+            c.bn.record(s)?;
+        }
+        Ok(y)
+    }
+
+    /// Layer by layer with stock ops and the single-layer kernels: evaluation, and other devices.
+    pub fn forward_layers(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut h = match &self.pw1 {
             Some(c) => c.forward(x, train)?,
             None => x.clone(),

@@ -171,3 +171,90 @@ fn a_weighted_candidate_matches_the_broadcast_multiply_and_its_gradients() {
     assert!(dm.iter().enumerate().all(|(i, &v)| (i == 3) == (v != 0.0)));
     assert!(weighted(y.as_tensor(), m.as_tensor(), 5).is_err());
 }
+
+/// The fused training-mode block (`kernels::block`) computes what the layer-by-layer composition of the
+/// single-layer kernels and stock matrix products computes: output, running statistics and the gradients
+/// of the input and every parameter, for every candidate with and without expansion, grouping and
+/// shuffle, stride and residual.
+#[test]
+fn fused_block_matches_the_layer_by_layer_block() {
+    use fbnet::layers::BlockNet;
+    use fbnet::params::{Kind, Params};
+    use mobile_core::{Block, LayerSpec};
+    // six channels in two groups: a shuffle that is not its own inverse
+    let layers = [(6, 6, 1, 6), (6, 8, 2, 7), (6, 8, 1, 5)];
+    for (li, &(cin, cout, stride, hw)) in layers.iter().enumerate() {
+        let layer = LayerSpec {
+            index: 0,
+            stage: 0,
+            cin,
+            cout,
+            stride,
+            hw_in: hw,
+            hw_out: hw.div_ceil(stride),
+        };
+        for block in Block::ALL.into_iter().filter(|b| *b != Block::Skip) {
+            let what = format!("{} on layer {li}", block.name());
+            let mut p = Params::new(&Device::Cpu, 3);
+            let net = BlockNet::new(&mut p, "b", block, &layer).unwrap().unwrap();
+            // random scales and shifts: the residual blocks' last scale starts at 0, which would hide
+            // everything before it
+            for (i, (name, param)) in p.iter().enumerate() {
+                if name.ends_with("gamma") || name.ends_with("beta") {
+                    let v = randn(param.var.dims(), 100 + i as u64);
+                    param.var.set(&v).unwrap();
+                }
+            }
+            let snapshot: std::collections::HashMap<String, Tensor> = p
+                .iter()
+                .map(|(k, q)| (k.clone(), q.var.as_tensor().copy().unwrap()))
+                .collect();
+            let restore = || {
+                for (name, param) in p.iter() {
+                    param.var.set(&snapshot[name]).unwrap();
+                }
+            };
+            let x = Var::from_tensor(&randn(&[3, cin, hw, hw], 11)).unwrap();
+            let fused = net.forward(x.as_tensor(), true).unwrap();
+            let fused_stats = p.tensors();
+            restore();
+            let reference = net.forward_layers(x.as_tensor(), true).unwrap();
+            let reference_stats = p.tensors();
+            assert_eq!(fused.dims(), reference.dims(), "{what}");
+            let scale = reference
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(
+                max_diff(&fused, &reference) < 1e-4 * scale.max(1.0),
+                "{what}: output"
+            );
+            for (name, _) in p.iter().filter(|(_, q)| q.kind == Kind::Buffer) {
+                let d = max_diff(&fused_stats[name], &reference_stats[name]);
+                assert!(d < 1e-4, "{what}: running statistic {name} differs by {d}");
+            }
+            let g1 = probe(&fused, 12).backward().unwrap();
+            let g2 = probe(&reference, 12).backward().unwrap();
+            let (a, b) = (g1.get(&x).unwrap(), g2.get(&x).unwrap());
+            assert!(max_diff(a, b) < 1e-3, "{what}: input gradient");
+            for (name, param) in p.trainable() {
+                let (a, b) = (g1.get(&param.var).unwrap(), g2.get(&param.var).unwrap());
+                let scale = b
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                let d = max_diff(a, b);
+                assert!(
+                    d < 1e-3 * scale.max(1.0),
+                    "{what}: gradient of {name} differs by {d}"
+                );
+            }
+        }
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, D, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::{cpu_slice, dot, sum, sum_sq_dev, with_cpu_data};
+use super::{cpu_slice, sum, sum_sq_dev, with_cpu_data};
 
 /// The statistics of the batch a training-mode batch norm normalised with, for the running averages.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -109,8 +109,157 @@ impl FusedBn {
 }
 
 /// `(n, c, plane)` of an `[n, c, …]` shape.
-fn split_dims(dims: &[usize]) -> (usize, usize, usize) {
+pub(super) fn split_dims(dims: &[usize]) -> (usize, usize, usize) {
     (dims[0], dims[1], dims[2..].iter().product())
+}
+
+/// The per-channel statistics of `x` `[n, c, plane]` (mean and biased variance, two passes in f64 over
+/// each channel's n planes) and `1/√(σ² + ε)`.
+pub(super) fn batch_stats(
+    x: &[f32],
+    (n, c, plane): (usize, usize, usize),
+    eps: f64,
+) -> (BatchStats, Vec<f32>) {
+    let count = n * plane;
+    let (mean, var): (Vec<f32>, Vec<f32>) = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let planes = || (0..n).map(|b| &x[(b * c + ch) * plane..(b * c + ch + 1) * plane]);
+            let total: f64 = planes().map(|p| sum(p) as f64).sum();
+            let mean = total / count as f64;
+            let m = mean as f32;
+            let ss: f64 = planes().map(|p| sum_sq_dev(p, m) as f64).sum();
+            (mean as f32, (ss / count as f64) as f32)
+        })
+        .unzip();
+    let inv_std = var
+        .iter()
+        .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
+        .collect();
+    (BatchStats { mean, var, count }, inv_std)
+}
+
+/// `y = relu?(x·scale + shift [+ residual])` per channel, with `scale = γ/σ` and `shift = β − μ·scale`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn normalise(
+    x: &[f32],
+    (_, c, plane): (usize, usize, usize),
+    gamma: &[f32],
+    beta: &[f32],
+    stats: &BatchStats,
+    inv_std: &[f32],
+    relu: bool,
+    residual: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    y.par_chunks_mut(plane).enumerate().for_each(|(nc, out)| {
+        let ch = nc % c;
+        let scale = gamma[ch] * inv_std[ch];
+        let shift = beta[ch] - stats.mean[ch] * scale;
+        let r = nc * plane..(nc + 1) * plane;
+        let inp = &x[r.clone()];
+        match (relu, residual) {
+            (true, None) => {
+                for (o, &v) in out.iter_mut().zip(inp) {
+                    *o = (v * scale + shift).max(0.0);
+                }
+            }
+            (false, None) => {
+                for (o, &v) in out.iter_mut().zip(inp) {
+                    *o = v * scale + shift;
+                }
+            }
+            (_, Some(res)) => {
+                for ((o, &v), &s) in out.iter_mut().zip(inp).zip(&res[r]) {
+                    let t = v * scale + shift + s;
+                    *o = if relu { t.max(0.0) } else { t };
+                }
+            }
+        }
+    });
+}
+
+simd_fn! {
+/// Zeroes `g` where the ReLU after `x·scale + shift` was off (when `relu`), and returns `(Σg, Σg·x)`, in
+/// one pass with eight lanes of each sum (a select, not a branch per value).
+fn masked_sums(g: &mut [f32], x: &[f32], scale: f32, shift: f32, relu: bool) -> (f32, f32) {
+    let (mut sg, mut sgx) = ([0f32; 8], [0f32; 8]);
+    let mut gc = g.chunks_exact_mut(8);
+    let mut xc = x.chunks_exact(8);
+    for (gv, xv) in (&mut gc).zip(&mut xc) {
+        let gv: &mut [f32; 8] = gv.try_into().expect("chunks of 8");
+        let xv: &[f32; 8] = xv.try_into().expect("chunks of 8");
+        let mut v = *gv;
+        if relu {
+            for i in 0..8 {
+                v[i] = if xv[i] * scale + shift > 0.0 { v[i] } else { 0.0 };
+            }
+            *gv = v;
+        }
+        for i in 0..8 {
+            sg[i] += v[i];
+            sgx[i] += v[i] * xv[i];
+        }
+    }
+    let (mut tg, mut tgx) = (0f32, 0f32);
+    for (gv, &xv) in gc.into_remainder().iter_mut().zip(xc.remainder()) {
+        if relu && xv * scale + shift <= 0.0 {
+            *gv = 0.0;
+        }
+        tg += *gv;
+        tgx += *gv * xv;
+    }
+    (sg.iter().sum::<f32>() + tg, sgx.iter().sum::<f32>() + tgx)
+}
+}
+
+/// The backward pass of [`normalise`] without a residual, in place: `g` holds `dy` on entry and `dx` on
+/// return. The ReLU's mask is recomputed from `x` (its output is positive where `x·scale + shift` is), so
+/// the output itself need not be kept. Returns `(dγ, dβ)`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn normalise_backward(
+    g: &mut [f32],
+    x: &[f32],
+    (n, c, plane): (usize, usize, usize),
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    inv_std: &[f32],
+    relu: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let count = (n * plane) as f32;
+    // pass 1, per channel: the mask applied in place, Σg (dβ) and Σg·x̂ (dγ)
+    let mut by_channel: Vec<Vec<&mut [f32]>> = (0..c).map(|_| Vec::with_capacity(n)).collect();
+    for (nc, p) in g.chunks_mut(plane).enumerate() {
+        by_channel[nc % c].push(p);
+    }
+    let (dgamma, dbeta): (Vec<f32>, Vec<f32>) = by_channel
+        .into_par_iter()
+        .enumerate()
+        .map(|(ch, planes)| {
+            let scale = gamma[ch] * inv_std[ch];
+            let shift = beta[ch] - mean[ch] * scale;
+            let (mut sg, mut sgx) = (0f64, 0f64);
+            for (b, p) in planes.into_iter().enumerate() {
+                let xs = &x[(b * c + ch) * plane..(b * c + ch + 1) * plane];
+                let (pg, pgx) = masked_sums(p, xs, scale, shift, relu);
+                sg += pg as f64;
+                sgx += (pgx - mean[ch] * pg) as f64;
+            }
+            ((sgx * inv_std[ch] as f64) as f32, sg as f32)
+        })
+        .unzip();
+    // pass 2: dx = γ/σ · (g − mean(g) − x̂ · mean(g·x̂))
+    g.par_chunks_mut(plane).enumerate().for_each(|(nc, d)| {
+        let ch = nc % c;
+        let k = gamma[ch] * inv_std[ch];
+        let (mg, mgx) = (dbeta[ch] / count, dgamma[ch] / count);
+        let (m, is) = (mean[ch], inv_std[ch]);
+        for (out, &x) in d.iter_mut().zip(&x[nc * plane..(nc + 1) * plane]) {
+            *out = k * (*out - mg - (x - m) * is * mgx);
+        }
+    });
+    (dgamma, dbeta)
 }
 
 impl CustomOp3 for FusedBn {
@@ -130,43 +279,14 @@ impl CustomOp3 for FusedBn {
         let x = cpu_slice(s1, l1, "batch norm input")?;
         let gamma = cpu_slice(s2, l2, "batch norm scale")?;
         let beta = cpu_slice(s3, l3, "batch norm shift")?;
-        let (n, c, plane) = split_dims(l1.dims());
-        let count = n * plane;
-        // per channel: mean and biased variance, two passes in f64 over its n planes
-        let (mean, var): (Vec<f32>, Vec<f32>) = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let planes = || (0..n).map(|b| &x[(b * c + ch) * plane..(b * c + ch + 1) * plane]);
-                let total: f64 = planes().map(|p| sum(p) as f64).sum();
-                let mean = total / count as f64;
-                let m = mean as f32;
-                let ss: f64 = planes().map(|p| sum_sq_dev(p, m) as f64).sum();
-                (mean as f32, (ss / count as f64) as f32)
-            })
-            .unzip();
-        let inv_std: Vec<f32> = var
-            .iter()
-            .map(|&v| (1.0 / (v as f64 + self.eps).sqrt()) as f32)
-            .collect();
+        let dims = split_dims(l1.dims());
+        let (stats, inv_std) = batch_stats(x, dims, self.eps);
         let mut y = vec![0f32; x.len()];
-        let relu = self.relu;
-        y.par_chunks_mut(plane).enumerate().for_each(|(nc, out)| {
-            let ch = nc % c;
-            let scale = gamma[ch] * inv_std[ch];
-            let shift = beta[ch] - mean[ch] * scale;
-            let inp = &x[nc * plane..(nc + 1) * plane];
-            if relu {
-                for (o, &v) in out.iter_mut().zip(inp) {
-                    *o = (v * scale + shift).max(0.0);
-                }
-            } else {
-                for (o, &v) in out.iter_mut().zip(inp) {
-                    *o = v * scale + shift;
-                }
-            }
-        });
+        normalise(
+            x, dims, gamma, beta, &stats, &inv_std, self.relu, None, &mut y,
+        );
         let mut saved = self.saved()?;
-        saved.stats = BatchStats { mean, var, count };
+        saved.stats = stats;
         saved.inv_std = inv_std;
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -175,64 +295,29 @@ impl CustomOp3 for FusedBn {
         &self,
         x: &Tensor,
         gamma: &Tensor,
-        _beta: &Tensor,
-        res: &Tensor,
+        beta: &Tensor,
+        _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (n, c, plane) = split_dims(x.dims());
-        let count = (n * plane) as f32;
+        let dims = split_dims(x.dims());
         let saved = self.saved()?;
-        let (mean, inv_std) = (&saved.stats.mean, &saved.inv_std);
-        let gammas: Vec<f32> = gamma.to_vec1()?;
-        let relu = self.relu;
-        // g = dy masked by the ReLU; per channel Σg (dβ) and Σg·x̂ (dγ)
-        let (dx, dgamma, dbeta) = with_cpu_data(grad, "batch norm gradient", |dy| {
-            with_cpu_data(x, "batch norm input", |xs| {
-                with_cpu_data(res, "batch norm output", |ys| {
-                    // g: dy through the ReLU's mask, once for both passes (dy itself without ReLU)
-                    let masked: Vec<f32>;
-                    let g: &[f32] = if relu {
-                        masked = dy
-                            .par_iter()
-                            .zip(ys)
-                            .map(|(&g, &y)| if y <= 0.0 { 0.0 } else { g })
-                            .collect();
-                        &masked
-                    } else {
-                        dy
-                    };
-                    let (dgamma, dbeta): (Vec<f32>, Vec<f32>) = (0..c)
-                        .into_par_iter()
-                        .map(|ch| {
-                            let (mut sg, mut sgx) = (0f64, 0f64);
-                            for b in 0..n {
-                                let r = (b * c + ch) * plane..(b * c + ch + 1) * plane;
-                                let pg = sum(&g[r.clone()]);
-                                let pgx = dot(&g[r.clone()], &xs[r]) - mean[ch] * pg;
-                                sg += pg as f64;
-                                sgx += pgx as f64;
-                            }
-                            ((sgx * inv_std[ch] as f64) as f32, sg as f32)
-                        })
-                        .unzip();
-                    let mut dx = vec![0f32; xs.len()];
-                    dx.par_chunks_mut(plane).enumerate().for_each(|(nc, d)| {
-                        let ch = nc % c;
-                        let k = gammas[ch] * inv_std[ch];
-                        let (mg, mgx) = (dbeta[ch] / count, dgamma[ch] / count);
-                        let r = nc * plane..(nc + 1) * plane;
-                        let (m, is) = (mean[ch], inv_std[ch]);
-                        for ((out, &g), &x) in d.iter_mut().zip(&g[r.clone()]).zip(&xs[r]) {
-                            *out = k * (g - mg - (x - m) * is * mgx);
-                        }
-                    });
-                    (dx, dgamma, dbeta)
-                })
-            })
-        })???;
-        let dev = x.device();
+        let (gammas, betas): (Vec<f32>, Vec<f32>) = (gamma.to_vec1()?, beta.to_vec1()?);
+        let mut g: Vec<f32> = grad.flatten_all()?.to_vec1()?;
+        let (dgamma, dbeta) = with_cpu_data(x, "batch norm input", |xs| {
+            normalise_backward(
+                &mut g,
+                xs,
+                dims,
+                &gammas,
+                &betas,
+                &saved.stats.mean,
+                &saved.inv_std,
+                self.relu,
+            )
+        })?;
+        let (dev, c) = (x.device(), dims.1);
         Ok((
-            Some(Tensor::from_vec(dx, x.shape(), dev)?),
+            Some(Tensor::from_vec(g, x.shape(), dev)?),
             Some(Tensor::from_vec(dgamma, c, dev)?),
             Some(Tensor::from_vec(dbeta, c, dev)?),
         ))

@@ -33,17 +33,17 @@ struct Depthwise {
 
 /// The geometry of one plane.
 #[derive(Clone, Copy, Debug)]
-struct Plane {
+pub(super) struct Plane {
     h: usize,
     w: usize,
-    ho: usize,
-    wo: usize,
+    pub ho: usize,
+    pub wo: usize,
     k: usize,
     s: usize,
 }
 
 impl Plane {
-    fn new(h: usize, w: usize, k: usize, s: usize) -> Plane {
+    pub fn new(h: usize, w: usize, k: usize, s: usize) -> Plane {
         let p = k / 2;
         Plane {
             h,
@@ -56,12 +56,14 @@ impl Plane {
     }
 
     /// Input row read by output row `o` at kernel row `kr`, if inside the image.
+    #[inline(always)]
     fn row(&self, o: usize, kr: usize) -> Option<usize> {
         let i = (o * self.s + kr) as isize - (self.k / 2) as isize;
         (i >= 0 && (i as usize) < self.h).then_some(i as usize)
     }
 
     /// Output columns `lo..hi` whose input column `ox·s + kc − k/2` is inside the image.
+    #[inline(always)]
     fn cols(&self, kc: usize) -> (usize, usize) {
         let p = (self.k / 2) as isize;
         let (s, kc) = (self.s as isize, kc as isize);
@@ -76,89 +78,111 @@ impl Plane {
     }
 
     /// Input column of output column `ox` at kernel column `kc` (only within `cols(kc)`).
+    #[inline(always)]
     fn col(&self, ox: usize, kc: usize) -> usize {
         ox * self.s + kc - self.k / 2
     }
 
     /// `out += conv(inp, wt)` for one plane.
-    fn forward(&self, inp: &[f32], wt: &[f32], out: &mut [f32]) {
-        for oy in 0..self.ho {
-            let orow = &mut out[oy * self.wo..(oy + 1) * self.wo];
-            for kr in 0..self.k {
-                let Some(iy) = self.row(oy, kr) else { continue };
-                let irow = &inp[iy * self.w..(iy + 1) * self.w];
-                for kc in 0..self.k {
-                    let wv = wt[kr * self.k + kc];
-                    let (lo, hi) = self.cols(kc);
-                    if lo >= hi {
-                        continue;
-                    }
-                    if self.s == 1 {
-                        let start = self.col(lo, kc);
-                        for (o, i) in orow[lo..hi].iter_mut().zip(&irow[start..start + hi - lo]) {
-                            *o += wv * i;
-                        }
-                    } else {
-                        for (ox, o) in orow.iter_mut().enumerate().take(hi).skip(lo) {
-                            *o += wv * irow[self.col(ox, kc)];
-                        }
-                    }
-                }
-            }
-        }
+    pub fn forward(&self, inp: &[f32], wt: &[f32], out: &mut [f32]) {
+        plane_forward(self, inp, wt, out)
     }
 
     /// `dx += convᵀ(dy, wt)` for one plane.
-    fn backward_input(&self, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
-        for oy in 0..self.ho {
-            let grow = &dy[oy * self.wo..(oy + 1) * self.wo];
-            for kr in 0..self.k {
-                let Some(iy) = self.row(oy, kr) else { continue };
-                let xrow = &mut dx[iy * self.w..(iy + 1) * self.w];
-                for kc in 0..self.k {
-                    let wv = wt[kr * self.k + kc];
-                    let (lo, hi) = self.cols(kc);
-                    if lo >= hi {
-                        continue;
-                    }
-                    if self.s == 1 {
-                        let start = self.col(lo, kc);
-                        for (x, g) in xrow[start..start + hi - lo].iter_mut().zip(&grow[lo..hi]) {
-                            *x += wv * g;
-                        }
-                    } else {
-                        for (ox, g) in grow.iter().enumerate().take(hi).skip(lo) {
-                            xrow[self.col(ox, kc)] += wv * g;
-                        }
-                    }
-                }
-            }
-        }
+    pub fn backward_input(&self, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
+        plane_backward_input(self, dy, wt, dx)
     }
 
     /// `dw += Σ dy · x` over one plane.
-    fn backward_weight(&self, x: &[f32], dy: &[f32], dw: &mut [f32]) {
-        for oy in 0..self.ho {
-            let grow = &dy[oy * self.wo..(oy + 1) * self.wo];
-            for kr in 0..self.k {
-                let Some(iy) = self.row(oy, kr) else { continue };
-                let xrow = &x[iy * self.w..(iy + 1) * self.w];
-                for kc in 0..self.k {
-                    let (lo, hi) = self.cols(kc);
-                    if lo >= hi {
-                        continue;
+    pub fn backward_weight(&self, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+        plane_backward_weight(self, x, dy, dw)
+    }
+}
+
+simd_fn! {
+/// `out += conv(inp, wt)` for one plane.
+fn plane_forward(p: &Plane, inp: &[f32], wt: &[f32], out: &mut [f32]) {
+    for oy in 0..p.ho {
+        let orow = &mut out[oy * p.wo..(oy + 1) * p.wo];
+        for kr in 0..p.k {
+            let Some(iy) = p.row(oy, kr) else { continue };
+            let irow = &inp[iy * p.w..(iy + 1) * p.w];
+            for kc in 0..p.k {
+                let wv = wt[kr * p.k + kc];
+                let (lo, hi) = p.cols(kc);
+                if lo >= hi {
+                    continue;
+                }
+                if p.s == 1 {
+                    let start = p.col(lo, kc);
+                    for (o, i) in orow[lo..hi].iter_mut().zip(&irow[start..start + hi - lo]) {
+                        *o += wv * i;
                     }
-                    let acc: f32 = if self.s == 1 {
-                        let start = self.col(lo, kc);
-                        dot(&grow[lo..hi], &xrow[start..start + hi - lo])
-                    } else {
-                        (lo..hi).map(|ox| grow[ox] * xrow[self.col(ox, kc)]).sum()
-                    };
-                    dw[kr * self.k + kc] += acc;
+                } else {
+                    for (ox, o) in orow.iter_mut().enumerate().take(hi).skip(lo) {
+                        *o += wv * irow[p.col(ox, kc)];
+                    }
                 }
             }
         }
     }
+}
+}
+
+simd_fn! {
+/// `dx += convᵀ(dy, wt)` for one plane.
+fn plane_backward_input(p: &Plane, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
+    for oy in 0..p.ho {
+        let grow = &dy[oy * p.wo..(oy + 1) * p.wo];
+        for kr in 0..p.k {
+            let Some(iy) = p.row(oy, kr) else { continue };
+            let xrow = &mut dx[iy * p.w..(iy + 1) * p.w];
+            for kc in 0..p.k {
+                let wv = wt[kr * p.k + kc];
+                let (lo, hi) = p.cols(kc);
+                if lo >= hi {
+                    continue;
+                }
+                if p.s == 1 {
+                    let start = p.col(lo, kc);
+                    for (x, g) in xrow[start..start + hi - lo].iter_mut().zip(&grow[lo..hi]) {
+                        *x += wv * g;
+                    }
+                } else {
+                    for (ox, g) in grow.iter().enumerate().take(hi).skip(lo) {
+                        xrow[p.col(ox, kc)] += wv * g;
+                    }
+                }
+            }
+        }
+    }
+}
+}
+
+simd_fn! {
+/// `dw += Σ dy · x` over one plane.
+fn plane_backward_weight(p: &Plane, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    for oy in 0..p.ho {
+        let grow = &dy[oy * p.wo..(oy + 1) * p.wo];
+        for kr in 0..p.k {
+            let Some(iy) = p.row(oy, kr) else { continue };
+            let xrow = &x[iy * p.w..(iy + 1) * p.w];
+            for kc in 0..p.k {
+                let (lo, hi) = p.cols(kc);
+                if lo >= hi {
+                    continue;
+                }
+                let acc: f32 = if p.s == 1 {
+                    let start = p.col(lo, kc);
+                    dot(&grow[lo..hi], &xrow[start..start + hi - lo])
+                } else {
+                    (lo..hi).map(|ox| grow[ox] * xrow[p.col(ox, kc)]).sum()
+                };
+                dw[kr * p.k + kc] += acc;
+            }
+        }
+    }
+}
 }
 
 impl CustomOp2 for Depthwise {

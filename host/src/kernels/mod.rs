@@ -7,16 +7,49 @@
 //! rayon. On other devices (CUDA) the callers fall back to the stock ops, so the same network code runs
 //! everywhere.
 
+/// Defines a function whose body is compiled twice, for the baseline target and with AVX2 and FMA, and
+/// picks the second at run time when the CPU has them (std caches the check). The plane loops then run
+/// on 8-lane vectors without building for one CPU: the default x86-64 target allows only 4-lane SSE2.
+/// Measured on the FBNet-B step of benches/training-speed.sh: see the README's training speed section.
+macro_rules! simd_fn {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
+            fn imp($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn fast($($arg: $ty),*) $(-> $ret)? {
+                    imp($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has the features `fast` was compiled for.
+                    return unsafe { fast($($arg),*) };
+                }
+            }
+            imp($($arg),*)
+        }
+    };
+}
+
 mod batchnorm;
+mod block;
 mod depthwise;
 mod mix;
+mod pointwise;
 
 pub use batchnorm::{BatchStats, batch_norm_train};
+pub use block::{BlockShape, block_train};
 pub use depthwise::depthwise_conv;
 pub use mix::weighted;
 
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor, bail};
 
+simd_fn! {
 /// Sum of `a` with eight independent accumulators: a plain `iter().sum()` of floats is one serial chain
 /// of additions (the compiler may not reorder them), eight lanes let it vectorise.
 fn sum(a: &[f32]) -> f32 {
@@ -30,7 +63,9 @@ fn sum(a: &[f32]) -> f32 {
     }
     acc.iter().sum::<f32>() + tail
 }
+}
 
+simd_fn! {
 /// `Σ a·b`, eight lanes as in [`sum`].
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
@@ -48,7 +83,9 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
     acc.iter().sum::<f32>() + tail
 }
+}
 
+simd_fn! {
 /// `Σ (a − m)²`, eight lanes as in [`sum`].
 fn sum_sq_dev(a: &[f32], m: f32) -> f32 {
     let mut acc = [0f32; 8];
@@ -60,6 +97,7 @@ fn sum_sq_dev(a: &[f32], m: f32) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
 }
 
 /// The contiguous f32 data of a CPU storage under `layout`.
