@@ -10,7 +10,9 @@ use mobile_core::onnx::network::shuffle_indices;
 use mobile_core::ops::mid_channels;
 use mobile_core::{Block, LayerSpec};
 
-use crate::kernels::{BatchStats, BlockShape, batch_norm_train, block_train, depthwise_conv};
+use crate::kernels::{
+    BatchStats, BlockShape, batch_norm_train, block_train, depthwise_conv, pointwise_conv,
+};
 use crate::params::{Init, Kind, Params};
 
 /// PyTorch's defaults, which the paper's training used.
@@ -190,19 +192,7 @@ impl ConvBn {
         let y = match self.conv {
             Conv::Full { k, stride } => x.conv2d(w, k / 2, stride, 1, 1)?,
             Conv::Depthwise { stride, .. } => depthwise_conv(x, w, stride)?,
-            Conv::Pointwise { groups } => {
-                let (n, cin, h, wd) = x.dims4()?;
-                let cout = w.dim(0)?;
-                if groups == 1 {
-                    let w2 = w.reshape((cout, cin))?;
-                    w2.broadcast_matmul(&x.reshape((n, cin, h * wd))?)?
-                        .reshape((n, cout, h, wd))?
-                } else {
-                    let w3 = w.reshape((groups, cout / groups, cin / groups))?;
-                    w3.broadcast_matmul(&x.reshape((n, groups, cin / groups, h * wd))?)?
-                        .reshape((n, cout, h, wd))?
-                }
-            }
+            Conv::Pointwise { groups } => pointwise_conv(x, w, groups)?,
         };
         self.bn.forward(&y, self.relu, train)
     }

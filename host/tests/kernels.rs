@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{D, Device, Tensor, Var};
 use common::max_diff;
-use fbnet::kernels::{batch_norm_train, depthwise_conv, weighted};
+use fbnet::kernels::{batch_norm_train, depthwise_conv, pointwise_conv, weighted};
 use mobile_core::onnx::weights::SplitMix;
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
@@ -43,6 +43,30 @@ fn depthwise_matches_stock_grouped_conv_forward_and_backward() {
             assert!(max_diff(a, b) < 1e-3, "gradient k{k} s{stride} hw{hw}");
         }
     }
+}
+
+#[test]
+fn pointwise_matches_stock_conv_forward_and_backward() {
+    for (cin, cout, groups, hw) in [(3, 5, 1, 4), (6, 4, 2, 3), (4, 8, 2, 1)] {
+        let x = Var::from_tensor(&randn(&[2, cin, hw, hw], 21)).unwrap();
+        let w = Var::from_tensor(&randn(&[cout, cin / groups, 1, 1], 22)).unwrap();
+        let ours = pointwise_conv(x.as_tensor(), w.as_tensor(), groups).unwrap();
+        let stock = x
+            .as_tensor()
+            .conv2d(w.as_tensor(), 0, 1, 1, groups)
+            .unwrap();
+        let what = format!("{cin}->{cout} in {groups} groups at {hw}x{hw}");
+        assert_eq!(ours.dims(), stock.dims(), "{what}");
+        assert!(max_diff(&ours, &stock) < 1e-4, "forward {what}");
+        let g1 = probe(&ours, 23).backward().unwrap();
+        let g2 = probe(&stock, 23).backward().unwrap();
+        for v in [&x, &w] {
+            let (a, b) = (g1.get(v).unwrap(), g2.get(v).unwrap());
+            assert!(max_diff(a, b) < 1e-3, "gradient {what}");
+        }
+    }
+    let x = randn(&[1, 6, 2, 2], 24);
+    assert!(pointwise_conv(&x, &randn(&[4, 4, 1, 1], 25), 2).is_err());
 }
 
 #[test]

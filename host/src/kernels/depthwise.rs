@@ -1,10 +1,10 @@
 //! Depthwise convolution (one `k`x`k` filter per channel, "same" padding `k/2`) with its backward, plane by
-//! plane. Stride-1 rows are written as shifted slice operations so the compiler vectorises them.
+//! plane, on zero-padded copies so the inner loops are whole 8-lane vectors without bounds logic.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::{cpu_slice, dot, with_cpu_data};
+use super::{cpu_slice, with_cpu_data};
 
 /// `x` `[n, c, h, w]` convolved with `weight` `[c, 1, k, k]` at `stride`, padding `k/2` (as the ONNX
 /// graphs of the shared core). Differentiable in both arguments; on a non-CPU device the stock grouped
@@ -31,56 +31,60 @@ struct Depthwise {
     stride: usize,
 }
 
-/// The geometry of one plane.
+/// The geometry of one plane. The kernels work on a zero-padded copy of the input (no bounds logic in
+/// the inner loops) and on output rows widened to a multiple of 8 (whole 8-lane vectors, the extra lanes
+/// computed into scratch and dropped, or fed zeros).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Plane {
-    h: usize,
     w: usize,
     pub ho: usize,
     pub wo: usize,
     k: usize,
     s: usize,
+    /// Output row width rounded up to a multiple of 8.
+    w8: usize,
+    /// Rows and row width of the padded input.
+    hp: usize,
+    wp: usize,
 }
 
 impl Plane {
     pub fn new(h: usize, w: usize, k: usize, s: usize) -> Plane {
         let p = k / 2;
+        let (ho, wo) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+        let w8 = wo.div_ceil(8) * 8;
         Plane {
-            h,
             w,
-            ho: (h + 2 * p - k) / s + 1,
-            wo: (w + 2 * p - k) / s + 1,
+            ho,
+            wo,
             k,
             s,
+            w8,
+            hp: h + 2 * p,
+            wp: ((w8 - 1) * s + k).max(w + 2 * p),
         }
     }
 
-    /// Input row read by output row `o` at kernel row `kr`, if inside the image.
+    /// `inp` with `k/2` zero rows and columns around it, in rows `wp` wide.
     #[inline(always)]
-    fn row(&self, o: usize, kr: usize) -> Option<usize> {
-        let i = (o * self.s + kr) as isize - (self.k / 2) as isize;
-        (i >= 0 && (i as usize) < self.h).then_some(i as usize)
+    fn padded(&self, inp: &[f32]) -> Vec<f32> {
+        let p = self.k / 2;
+        let mut pad = vec![0f32; self.hp * self.wp];
+        for (y, row) in inp.chunks_exact(self.w).enumerate() {
+            let at = (y + p) * self.wp + p;
+            pad[at..at + self.w].copy_from_slice(row);
+        }
+        pad
     }
 
-    /// Output columns `lo..hi` whose input column `ox·s + kc − k/2` is inside the image.
+    /// An output-shaped plane with rows widened to `w8` by zeros.
     #[inline(always)]
-    fn cols(&self, kc: usize) -> (usize, usize) {
-        let p = (self.k / 2) as isize;
-        let (s, kc) = (self.s as isize, kc as isize);
-        let lo = if kc < p { (p - kc + s - 1) / s } else { 0 };
-        let last = self.w as isize - 1 + p - kc;
-        let hi = if last < 0 {
-            0
-        } else {
-            (last / s + 1).min(self.wo as isize)
-        };
-        (lo as usize, (hi as usize).max(lo as usize))
-    }
-
-    /// Input column of output column `ox` at kernel column `kc` (only within `cols(kc)`).
-    #[inline(always)]
-    fn col(&self, ox: usize, kc: usize) -> usize {
-        ox * self.s + kc - self.k / 2
+    fn widened(&self, g: &[f32]) -> Vec<f32> {
+        let mut out = vec![0f32; self.ho * self.w8];
+        for (row, src) in out.chunks_exact_mut(self.w8).zip(g.chunks_exact(self.wo)) {
+            row[..self.wo].copy_from_slice(src);
+        }
+        out
     }
 
     /// `out += conv(inp, wt)` for one plane.
@@ -90,7 +94,13 @@ impl Plane {
 
     /// `dx += convᵀ(dy, wt)` for one plane.
     pub fn backward_input(&self, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
-        plane_backward_input(self, dy, wt, dx)
+        if self.s == 1 {
+            // at stride 1 the transposed convolution is the convolution with the kernel turned by 180°
+            let flipped: Vec<f32> = wt.iter().rev().copied().collect();
+            plane_forward(self, dy, &flipped, dx)
+        } else {
+            plane_backward_input_strided(self, dy, wt, dx)
+        }
     }
 
     /// `dw += Σ dy · x` over one plane.
@@ -99,29 +109,63 @@ impl Plane {
     }
 }
 
-simd_fn! {
-/// `out += conv(inp, wt)` for one plane.
-fn plane_forward(p: &Plane, inp: &[f32], wt: &[f32], out: &mut [f32]) {
+/// The 8 outputs of row `oy` from column `j0` of a convolution over the padded plane `pad`.
+#[inline(always)]
+fn taps<const S: usize>(p: &Plane, pad: &[f32], wt: &[f32], oy: usize, j0: usize) -> [f32; 8] {
+    let (k, wp) = (p.k, p.wp);
+    let mut acc = [0f32; 8];
+    for kr in 0..k {
+        let row = &pad[(oy * S + kr) * wp..(oy * S + kr + 1) * wp];
+        let w = &wt[kr * k..(kr + 1) * k];
+        for (kc, &wv) in w.iter().enumerate() {
+            if S == 1 {
+                let src = &row[j0 + kc..j0 + kc + 8];
+                for i in 0..8 {
+                    acc[i] += wv * src[i];
+                }
+            } else {
+                for (i, a) in acc.iter_mut().enumerate() {
+                    *a += wv * row[(j0 + i) * S + kc];
+                }
+            }
+        }
+    }
+    acc
+}
+
+/// [`plane_forward`] for a stride known at compile time.
+#[inline(always)]
+fn forward_rows<const S: usize>(p: &Plane, pad: &[f32], wt: &[f32], out: &mut [f32]) {
     for oy in 0..p.ho {
         let orow = &mut out[oy * p.wo..(oy + 1) * p.wo];
-        for kr in 0..p.k {
-            let Some(iy) = p.row(oy, kr) else { continue };
-            let irow = &inp[iy * p.w..(iy + 1) * p.w];
-            for kc in 0..p.k {
-                let wv = wt[kr * p.k + kc];
-                let (lo, hi) = p.cols(kc);
-                if lo >= hi {
-                    continue;
-                }
-                if p.s == 1 {
-                    let start = p.col(lo, kc);
-                    for (o, i) in orow[lo..hi].iter_mut().zip(&irow[start..start + hi - lo]) {
-                        *o += wv * i;
+        for j0 in (0..p.w8).step_by(8) {
+            let acc = taps::<S>(p, pad, wt, oy, j0);
+            let n = 8.min(p.wo - j0);
+            for (o, a) in orow[j0..j0 + n].iter_mut().zip(&acc) {
+                *o += a;
+            }
+        }
+    }
+}
+
+simd_fn! {
+/// `out += conv(inp, wt)` for one plane: each 8 outputs of a row are summed over the k×k taps in
+/// registers, then stored once.
+fn plane_forward(p: &Plane, inp: &[f32], wt: &[f32], out: &mut [f32]) {
+    let pad = p.padded(inp);
+    match p.s {
+        1 => forward_rows::<1>(p, &pad, wt, out),
+        2 => forward_rows::<2>(p, &pad, wt, out),
+        _ => {
+            for oy in 0..p.ho {
+                for ox in 0..p.wo {
+                    let mut acc = 0f32;
+                    for kr in 0..p.k {
+                        for kc in 0..p.k {
+                            acc += wt[kr * p.k + kc] * pad[(oy * p.s + kr) * p.wp + ox * p.s + kc];
+                        }
                     }
-                } else {
-                    for (ox, o) in orow.iter_mut().enumerate().take(hi).skip(lo) {
-                        *o += wv * irow[p.col(ox, kc)];
-                    }
+                    out[oy * p.wo + ox] += acc;
                 }
             }
         }
@@ -130,55 +174,83 @@ fn plane_forward(p: &Plane, inp: &[f32], wt: &[f32], out: &mut [f32]) {
 }
 
 simd_fn! {
-/// `dx += convᵀ(dy, wt)` for one plane.
-fn plane_backward_input(p: &Plane, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
+/// `dx += convᵀ(dy, wt)` for one plane at stride > 1, scattered into a padded plane.
+fn plane_backward_input_strided(p: &Plane, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
+    let (k, s, wp) = (p.k, p.s, p.wp);
+    let mut pad = vec![0f32; p.hp * wp];
     for oy in 0..p.ho {
         let grow = &dy[oy * p.wo..(oy + 1) * p.wo];
-        for kr in 0..p.k {
-            let Some(iy) = p.row(oy, kr) else { continue };
-            let xrow = &mut dx[iy * p.w..(iy + 1) * p.w];
-            for kc in 0..p.k {
-                let wv = wt[kr * p.k + kc];
-                let (lo, hi) = p.cols(kc);
-                if lo >= hi {
-                    continue;
-                }
-                if p.s == 1 {
-                    let start = p.col(lo, kc);
-                    for (x, g) in xrow[start..start + hi - lo].iter_mut().zip(&grow[lo..hi]) {
-                        *x += wv * g;
-                    }
-                } else {
-                    for (ox, g) in grow.iter().enumerate().take(hi).skip(lo) {
-                        xrow[p.col(ox, kc)] += wv * g;
-                    }
+        for kr in 0..k {
+            let row = &mut pad[(oy * s + kr) * wp..(oy * s + kr + 1) * wp];
+            for kc in 0..k {
+                let wv = wt[kr * k + kc];
+                for (j, g) in grow.iter().enumerate() {
+                    row[j * s + kc] += wv * g;
                 }
             }
         }
     }
+    let pd = k / 2;
+    for (y, drow) in dx.chunks_exact_mut(p.w).enumerate() {
+        let at = (y + pd) * wp + pd;
+        for (d, v) in drow.iter_mut().zip(&pad[at..at + p.w]) {
+            *d += v;
+        }
+    }
 }
+}
+
+/// `dw[kr, ·] += Σ dy · x` for the K taps of each kernel row, with K 8-lane accumulators in registers.
+#[inline(always)]
+fn weight_rows<const K: usize, const S: usize>(p: &Plane, pad: &[f32], g: &[f32], dw: &mut [f32]) {
+    let (s, wp) = (S, p.wp);
+    for kr in 0..K {
+        let mut acc = [[0f32; 8]; K];
+        for oy in 0..p.ho {
+            let row = &pad[(oy * s + kr) * wp..(oy * s + kr + 1) * wp];
+            for j0 in (0..p.w8).step_by(8) {
+                let gv = &g[oy * p.w8 + j0..oy * p.w8 + j0 + 8];
+                for (kc, a) in acc.iter_mut().enumerate() {
+                    if S == 1 {
+                        let src = &row[j0 + kc..j0 + kc + 8];
+                        for i in 0..8 {
+                            a[i] += gv[i] * src[i];
+                        }
+                    } else {
+                        for i in 0..8 {
+                            a[i] += gv[i] * row[(j0 + i) * s + kc];
+                        }
+                    }
+                }
+            }
+        }
+        for (kc, a) in acc.iter().enumerate() {
+            dw[kr * K + kc] += a.iter().sum::<f32>();
+        }
+    }
 }
 
 simd_fn! {
 /// `dw += Σ dy · x` over one plane.
 fn plane_backward_weight(p: &Plane, x: &[f32], dy: &[f32], dw: &mut [f32]) {
-    for oy in 0..p.ho {
-        let grow = &dy[oy * p.wo..(oy + 1) * p.wo];
-        for kr in 0..p.k {
-            let Some(iy) = p.row(oy, kr) else { continue };
-            let xrow = &x[iy * p.w..(iy + 1) * p.w];
-            for kc in 0..p.k {
-                let (lo, hi) = p.cols(kc);
-                if lo >= hi {
-                    continue;
+    let pad = p.padded(x);
+    let g = p.widened(dy);
+    match (p.k, p.s) {
+        (3, 1) => weight_rows::<3, 1>(p, &pad, &g, dw),
+        (5, 1) => weight_rows::<5, 1>(p, &pad, &g, dw),
+        (3, 2) => weight_rows::<3, 2>(p, &pad, &g, dw),
+        (5, 2) => weight_rows::<5, 2>(p, &pad, &g, dw),
+        (k, _) => {
+            for kr in 0..k {
+                for kc in 0..k {
+                    let mut acc = 0f32;
+                    for oy in 0..p.ho {
+                        for j in 0..p.wo {
+                            acc += g[oy * p.w8 + j] * pad[(oy * p.s + kr) * p.wp + j * p.s + kc];
+                        }
+                    }
+                    dw[kr * k + kc] += acc;
                 }
-                let acc: f32 = if p.s == 1 {
-                    let start = p.col(lo, kc);
-                    dot(&grow[lo..hi], &xrow[start..start + hi - lo])
-                } else {
-                    (lo..hi).map(|ox| grow[ox] * xrow[p.col(ox, kc)]).sum()
-                };
-                dw[kr * p.k + kc] += acc;
             }
         }
     }
@@ -257,29 +329,5 @@ impl CustomOp2 for Depthwise {
             Some(Tensor::from_vec(dx, (n, c, h, w), x.device())?),
             Some(Tensor::from_vec(dw, weight.shape(), weight.device())?),
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn column_ranges_stay_inside_the_image() {
-        for (w, k, s) in [(7, 3, 1), (7, 5, 2), (1, 5, 1), (2, 5, 2), (8, 3, 2)] {
-            let p = Plane::new(w, w, k, s);
-            for kc in 0..k {
-                let (lo, hi) = p.cols(kc);
-                for ox in 0..p.wo {
-                    let ix = (ox * s + kc) as isize - (k / 2) as isize;
-                    let inside = ix >= 0 && (ix as usize) < w;
-                    assert_eq!(
-                        inside,
-                        (lo..hi).contains(&ox),
-                        "w{w} k{k} s{s} kc{kc} ox{ox}"
-                    );
-                }
-            }
-        }
     }
 }

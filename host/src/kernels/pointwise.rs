@@ -3,8 +3,98 @@
 //! spends its backward on a batched product per image followed by a reduction over the batch, each in a
 //! freshly zeroed and accumulated tensor; here the weight gradient is accumulated in place per thread.
 
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
+
+use super::{cpu_slice, with_cpu_data};
+
+/// `x` `[n, cin, h, w]` through a 1x1 convolution with `groups` and weight `[cout, cin/groups, 1, 1]`,
+/// differentiable in both. On a non-CPU device, candle's batched matrix product.
+pub fn pointwise_conv(x: &Tensor, weight: &Tensor, groups: usize) -> Result<Tensor> {
+    let (n, cin, h, w) = x.dims4()?;
+    let (cout, per_group, k1, k2) = weight.dims4()?;
+    if groups == 0
+        || cin % groups != 0
+        || cout % groups != 0
+        || per_group * groups != cin
+        || k1 != 1
+        || k2 != 1
+    {
+        bail!(
+            "1x1 weight {:?} in {groups} groups does not fit an input of {cin} channels",
+            weight.dims()
+        )
+    }
+    if !x.device().is_cpu() {
+        let w3 = weight.reshape((groups, cout / groups, cin / groups))?;
+        return w3
+            .broadcast_matmul(&x.reshape((n, groups, cin / groups, h * w))?)?
+            .reshape((n, cout, h, w));
+    }
+    x.contiguous()?
+        .apply_op2(&weight.contiguous()?, PointwiseOp { groups })
+}
+
+struct PointwiseOp {
+    groups: usize,
+}
+
+impl PointwiseOp {
+    fn shape(&self, x: &[usize], cout: usize) -> Pointwise {
+        Pointwise {
+            cin: x[1],
+            cout,
+            groups: self.groups,
+            plane: x[2] * x[3],
+        }
+    }
+}
+
+impl CustomOp2 for PointwiseOp {
+    fn name(&self) -> &'static str {
+        "pointwise-conv"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = cpu_slice(s1, l1, "1x1 convolution input")?;
+        let w = cpu_slice(s2, l2, "1x1 convolution weight")?;
+        let d = l1.dims();
+        let pw = self.shape(d, l2.dims()[0]);
+        let mut y = vec![0f32; d[0] * pw.cout * pw.plane];
+        pw.forward(x, w, &mut y);
+        Ok((CpuStorage::F32(y), Shape::from((d[0], pw.cout, d[2], d[3]))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let pw = self.shape(x.dims(), weight.dim(0)?);
+        let (dx, dw) = with_cpu_data(grad, "1x1 convolution gradient", |dy| {
+            with_cpu_data(weight, "1x1 convolution weight", |w| {
+                with_cpu_data(x, "1x1 convolution input", |xs| {
+                    let mut dx = vec![0f32; xs.len()];
+                    pw.backward_input(dy, w, &mut dx, false);
+                    (dx, pw.backward_weight(dy, xs))
+                })
+            })
+        })???;
+        Ok((
+            Some(Tensor::from_vec(dx, x.shape(), x.device())?),
+            Some(Tensor::from_vec(dw, weight.shape(), weight.device())?),
+        ))
+    }
+}
 
 /// A row-major or transposed view of a matrix inside a slice: element `(i, j)` is at
 /// `data[i·rs + j·cs]`.
