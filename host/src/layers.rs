@@ -11,7 +11,8 @@ use mobile_core::ops::mid_channels;
 use mobile_core::{Block, LayerSpec};
 
 use crate::kernels::{
-    BatchStats, BlockShape, batch_norm_train, block_train, depthwise_conv, pointwise_conv,
+    BatchStats, BlockShape, batch_norm_train, block_train, dense_conv, depthwise_conv,
+    pointwise_conv,
 };
 use crate::params::{Init, Kind, Params};
 
@@ -190,7 +191,7 @@ impl ConvBn {
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let w = self.weight.as_tensor();
         let y = match self.conv {
-            Conv::Full { k, stride } => x.conv2d(w, k / 2, stride, 1, 1)?,
+            Conv::Full { stride, .. } => dense_conv(x, w, stride)?,
             Conv::Depthwise { stride, .. } => depthwise_conv(x, w, stride)?,
             Conv::Pointwise { groups } => pointwise_conv(x, w, groups)?,
         };

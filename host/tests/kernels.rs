@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{D, Device, Tensor, Var};
 use common::max_diff;
-use fbnet::kernels::{batch_norm_train, depthwise_conv, pointwise_conv, weighted};
+use fbnet::kernels::{batch_norm_train, dense_conv, depthwise_conv, pointwise_conv, weighted};
 use mobile_core::onnx::weights::SplitMix;
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
@@ -42,6 +42,43 @@ fn depthwise_matches_stock_grouped_conv_forward_and_backward() {
             let (a, b) = (g1.get(v).unwrap(), g2.get(v).unwrap());
             assert!(max_diff(a, b) < 1e-3, "gradient k{k} s{stride} hw{hw}");
         }
+    }
+}
+
+#[test]
+fn dense_conv_matches_stock_conv_forward_and_backward() {
+    for (cin, cout, k, stride, hw) in [
+        (1, 4, 3, 1, 6),
+        (3, 5, 3, 2, 7),
+        (2, 3, 5, 2, 8),
+        (3, 2, 5, 1, 2),
+    ] {
+        let x = Var::from_tensor(&randn(&[2, cin, hw, hw], 31)).unwrap();
+        let w = Var::from_tensor(&randn(&[cout, cin, k, k], 32)).unwrap();
+        let ours = dense_conv(x.as_tensor(), w.as_tensor(), stride).unwrap();
+        let stock = x
+            .as_tensor()
+            .conv2d(w.as_tensor(), k / 2, stride, 1, 1)
+            .unwrap();
+        let what = format!("{cin}->{cout} k{k} s{stride} at {hw}x{hw}");
+        assert_eq!(ours.dims(), stock.dims(), "{what}");
+        assert!(max_diff(&ours, &stock) < 1e-4, "forward {what}");
+        let g1 = probe(&ours, 33).backward().unwrap();
+        let g2 = probe(&stock, 33).backward().unwrap();
+        for v in [&x, &w] {
+            let (a, b) = (g1.get(v).unwrap(), g2.get(v).unwrap());
+            assert!(max_diff(a, b) < 1e-3, "gradient {what}");
+        }
+        // a plain input (the network's data) gets no gradient, and the weight's is the same
+        let plain = x.as_tensor().detach();
+        let g3 = probe(&dense_conv(&plain, w.as_tensor(), stride).unwrap(), 33)
+            .backward()
+            .unwrap();
+        assert!(g3.get(&plain).is_none(), "{what}");
+        assert!(
+            max_diff(g3.get(&w).unwrap(), g2.get(&w).unwrap()) < 1e-3,
+            "{what}"
+        );
     }
 }
 

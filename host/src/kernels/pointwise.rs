@@ -99,14 +99,14 @@ impl CustomOp2 for PointwiseOp {
 /// A row-major or transposed view of a matrix inside a slice: element `(i, j)` is at
 /// `data[i·rs + j·cs]`.
 #[derive(Clone, Copy)]
-struct Mat<'a> {
+pub(super) struct Mat<'a> {
     data: &'a [f32],
     rs: usize,
     cs: usize,
 }
 
 impl<'a> Mat<'a> {
-    fn rows(data: &'a [f32], cols: usize) -> Mat<'a> {
+    pub fn rows(data: &'a [f32], cols: usize) -> Mat<'a> {
         Mat {
             data,
             rs: cols,
@@ -115,7 +115,7 @@ impl<'a> Mat<'a> {
     }
 
     /// The transpose of a row-major matrix with `cols` columns.
-    fn transposed(data: &'a [f32], cols: usize) -> Mat<'a> {
+    pub fn transposed(data: &'a [f32], cols: usize) -> Mat<'a> {
         Mat {
             data,
             rs: 1,
@@ -132,7 +132,15 @@ impl<'a> Mat<'a> {
 }
 
 /// `dst (m×n, row-major) (+)= lhs (m×k) · rhs (k×n)`, on the calling thread.
-fn matmul(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: Mat, rhs: Mat, accumulate: bool) {
+pub(super) fn matmul(
+    dst: &mut [f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    lhs: Mat,
+    rhs: Mat,
+    accumulate: bool,
+) {
     assert!(dst.len() >= m * n);
     lhs.check(m, k);
     rhs.check(k, n);
