@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
 use super::pointwise::{Mat, matmul};
-use super::{cpu_slice, with_cpu_data};
+use super::{batch_sum, cpu_slice, with_cpu_data};
 
 /// `x` `[n, cin, h, w]` convolved with `weight` `[cout, cin, k, k]` at `stride`, padding `k/2` (as the
 /// ONNX graphs of the shared core). Differentiable in both; on a non-CPU device, candle's `conv2d`.
@@ -163,32 +163,19 @@ impl CustomOp2 for Dense {
         let (dw, dx) = with_cpu_data(grad, "convolution gradient", |dy| {
             with_cpu_data(x, "convolution input", |xs| {
                 with_cpu_data(weight, "convolution weight", |w| {
-                    let dw = dy
-                        .par_chunks(cout * plane)
-                        .zip(xs.par_chunks(image))
-                        .fold(
-                            || vec![0f32; cout * rows],
-                            |mut acc, (gb, xb)| {
-                                let cols = pt.unfold(xb);
-                                matmul(
-                                    &mut acc,
-                                    cout,
-                                    rows,
-                                    plane,
-                                    Mat::rows(gb, plane),
-                                    Mat::transposed(&cols, plane),
-                                    true,
-                                );
-                                acc
-                            },
-                        )
-                        .reduce(
-                            || vec![0f32; cout * rows],
-                            |mut a, b| {
-                                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                                a
-                            },
+                    let n = xs.len() / image.max(1);
+                    let dw = batch_sum(n, cout * rows, |acc, b| {
+                        let cols = pt.unfold(&xs[b * image..(b + 1) * image]);
+                        matmul(
+                            acc,
+                            cout,
+                            rows,
+                            plane,
+                            Mat::rows(&dy[b * cout * plane..(b + 1) * cout * plane], plane),
+                            Mat::transposed(&cols, plane),
+                            true,
                         );
+                    });
                     let dx = want_dx.then(|| {
                         let mut dx = vec![0f32; xs.len()];
                         dx.par_chunks_mut(image)

@@ -55,10 +55,14 @@ impl CustomOp2 for Weighted {
         let dy = grad.affine(weights[self.i] as f64, 0.0)?;
         let dot = with_cpu_data(grad, "mix gradient", |g| {
             with_cpu_data(y, "mixed output", |y| {
-                g.par_chunks(1 << 14)
+                // partial sums over fixed chunks, added in order: the same result however rayon
+                // schedules the chunks
+                let partials: Vec<f64> = g
+                    .par_chunks(1 << 14)
                     .zip(y.par_chunks(1 << 14))
                     .map(|(g, y)| g.iter().zip(y).map(|(a, b)| a * b).sum::<f32>() as f64)
-                    .sum::<f64>()
+                    .collect();
+                partials.iter().sum::<f64>()
             })
         })??;
         let mut dm = vec![0f32; weights.len()];

@@ -85,6 +85,33 @@ fn sum_sq_dev(a: &[f32], m: f32) -> f32 {
 }
 }
 
+/// Images per partial sum of a weight gradient. The split is fixed, so the order of the additions (and
+/// their rounding) does not depend on how rayon schedules the work, and a training run repeats bit for
+/// bit, resumed or not.
+const IMAGES_PER_PARTIAL: usize = 8;
+
+/// `Σ_b f(b)` over `n` images for an `f` that adds image `b`'s share into a `len`-value accumulator:
+/// partial sums of [`IMAGES_PER_PARTIAL`] images in parallel, then added in order.
+fn batch_sum(n: usize, len: usize, f: impl Fn(&mut [f32], usize) + Sync) -> Vec<f32> {
+    use rayon::prelude::*;
+    let starts: Vec<usize> = (0..n).step_by(IMAGES_PER_PARTIAL).collect();
+    let partials: Vec<Vec<f32>> = starts
+        .par_iter()
+        .map(|&b0| {
+            let mut acc = vec![0f32; len];
+            for b in b0..(b0 + IMAGES_PER_PARTIAL).min(n) {
+                f(&mut acc, b);
+            }
+            acc
+        })
+        .collect();
+    let mut total = vec![0f32; len];
+    for p in partials {
+        total.iter_mut().zip(&p).for_each(|(t, v)| *t += v);
+    }
+    total
+}
+
 /// The contiguous f32 data of a CPU storage under `layout`.
 fn cpu_slice<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
     let Some((start, end)) = layout.contiguous_offsets() else {

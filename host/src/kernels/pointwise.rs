@@ -7,7 +7,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use super::{cpu_slice, with_cpu_data};
+use super::{batch_sum, cpu_slice, with_cpu_data};
 
 /// `x` `[n, cin, h, w]` through a 1x1 convolution with `groups` and weight `[cout, cin/groups, 1, 1]`,
 /// differentiable in both. On a non-CPU device, candle's batched matrix product.
@@ -236,36 +236,25 @@ impl Pointwise {
             });
     }
 
-    /// `dW = Σ_b dy[b] · x[b]ᵀ`, accumulated per rayon task and summed.
+    /// `dW = Σ_b dy[b] · x[b]ᵀ`, accumulated in place per group of images (`batch_sum`).
     pub fn backward_weight(&self, dy: &[f32], x: &[f32]) -> Vec<f32> {
         let (ci, co, p) = (self.ci(), self.co(), self.plane);
-        let len = self.weight_len();
-        dy.par_chunks(self.cout * p)
-            .zip(x.par_chunks(self.cin * p))
-            .fold(
-                || vec![0f32; len],
-                |mut acc, (gb, xb)| {
-                    for g in 0..self.groups {
-                        matmul(
-                            &mut acc[g * co * ci..(g + 1) * co * ci],
-                            co,
-                            ci,
-                            p,
-                            Mat::rows(&gb[g * co * p..(g + 1) * co * p], p),
-                            Mat::transposed(&xb[g * ci * p..(g + 1) * ci * p], p),
-                            true,
-                        );
-                    }
-                    acc
-                },
-            )
-            .reduce(
-                || vec![0f32; len],
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                    a
-                },
-            )
+        let n = dy.len() / (self.cout * p).max(1);
+        batch_sum(n, self.weight_len(), |acc, b| {
+            let gb = &dy[b * self.cout * p..(b + 1) * self.cout * p];
+            let xb = &x[b * self.cin * p..(b + 1) * self.cin * p];
+            for g in 0..self.groups {
+                matmul(
+                    &mut acc[g * co * ci..(g + 1) * co * ci],
+                    co,
+                    ci,
+                    p,
+                    Mat::rows(&gb[g * co * p..(g + 1) * co * p], p),
+                    Mat::transposed(&xb[g * ci * p..(g + 1) * ci * p], p),
+                    true,
+                );
+            }
+        })
     }
 }
 
