@@ -8,7 +8,7 @@ use anyhow::{Result, ensure};
 use candle_core::{Device, Tensor};
 use mobile_core::{Arch, Block, Space};
 
-use crate::kernels::weighted;
+use crate::kernels::{weighted, weighted_add};
 use crate::layers::{BlockNet, Classifier, ConvBn};
 use crate::params::Params;
 
@@ -128,10 +128,10 @@ impl Network {
                 Some(m) => {
                     let mut acc: Option<Tensor> = None;
                     for (i, net) in layer.nets.iter().enumerate() {
-                        let y = weighted(&run(net, &h, train)?, &m[l], i)?;
+                        let y = run(net, &h, train)?;
                         acc = Some(match acc {
-                            Some(a) => (a + y)?,
-                            None => y,
+                            Some(a) => weighted_add(&a, &y, &m[l], i)?,
+                            None => weighted(&y, &m[l], i)?,
                         });
                     }
                     acc.ok_or_else(|| anyhow::anyhow!("layer {l} has no candidates"))?

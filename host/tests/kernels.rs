@@ -5,7 +5,9 @@ mod common;
 
 use candle_core::{D, Device, Tensor, Var};
 use common::max_diff;
-use fbnet::kernels::{batch_norm_train, dense_conv, depthwise_conv, pointwise_conv, weighted};
+use fbnet::kernels::{
+    batch_norm_train, dense_conv, depthwise_conv, pointwise_conv, weighted, weighted_add,
+};
 use mobile_core::onnx::weights::SplitMix;
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
@@ -231,6 +233,28 @@ fn a_weighted_candidate_matches_the_broadcast_multiply_and_its_gradients() {
     let dm: Vec<f32> = g1.get(&m).unwrap().to_vec1().unwrap();
     assert!(dm.iter().enumerate().all(|(i, &v)| (i == 3) == (v != 0.0)));
     assert!(weighted(y.as_tensor(), m.as_tensor(), 5).is_err());
+}
+
+#[test]
+fn a_mix_term_added_to_the_sum_matches_multiply_and_add_and_their_gradients() {
+    let acc = Var::from_tensor(&randn(&[2, 3, 4, 4], 51)).unwrap();
+    let y = Var::from_tensor(&randn(&[2, 3, 4, 4], 52)).unwrap();
+    let m = Var::from_tensor(&randn(&[5], 53)).unwrap();
+    let ours = weighted_add(acc.as_tensor(), y.as_tensor(), m.as_tensor(), 2).unwrap();
+    let stock = (acc.as_tensor()
+        + y.as_tensor()
+            .broadcast_mul(&m.as_tensor().get(2).unwrap())
+            .unwrap())
+    .unwrap();
+    assert!(max_diff(&ours, &stock) < 1e-6);
+    let g1 = probe(&ours, 54).backward().unwrap();
+    let g2 = probe(&stock, 54).backward().unwrap();
+    for v in [&acc, &y, &m] {
+        assert!(max_diff(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-4);
+    }
+    let other = randn(&[2, 3, 4, 5], 55);
+    assert!(weighted_add(&other, y.as_tensor(), m.as_tensor(), 2).is_err());
+    assert!(weighted_add(acc.as_tensor(), y.as_tensor(), m.as_tensor(), 5).is_err());
 }
 
 /// The fused training-mode block (`kernels::block`) computes what the layer-by-layer composition of the

@@ -49,7 +49,7 @@ pub use batchnorm::{BatchStats, batch_norm_train};
 pub use block::{BlockShape, block_train};
 pub use dense::dense_conv;
 pub use depthwise::depthwise_conv;
-pub use mix::weighted;
+pub use mix::{weighted, weighted_add};
 pub use pointwise::pointwise_conv;
 
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor, bail};
