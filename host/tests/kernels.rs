@@ -22,6 +22,25 @@ fn probe(y: &Tensor, seed: u64) -> Tensor {
     y.mul(&r).unwrap().sum_all().unwrap()
 }
 
+/// Asserts that `ours` and `stock` (candle's op, the independent reference) agree in shape, values and
+/// the gradients of `vars` under the same probe; returns the stock gradients.
+fn assert_same_as_stock(
+    ours: &Tensor,
+    stock: &Tensor,
+    vars: [&Var; 2],
+    what: &str,
+) -> candle_core::backprop::GradStore {
+    assert_eq!(ours.dims(), stock.dims(), "{what}");
+    assert!(max_diff(ours, stock) < 1e-4, "forward {what}");
+    let g1 = probe(ours, 3).backward().unwrap();
+    let g2 = probe(stock, 3).backward().unwrap();
+    for v in vars {
+        let (a, b) = (g1.get(v).unwrap(), g2.get(v).unwrap());
+        assert!(max_diff(a, b) < 1e-3, "gradient {what}");
+    }
+    g2
+}
+
 #[test]
 fn depthwise_matches_stock_grouped_conv_forward_and_backward() {
     for (k, stride, hw) in [(3, 1, 7), (5, 1, 6), (3, 2, 7), (5, 2, 8), (5, 2, 1)] {
@@ -33,17 +52,7 @@ fn depthwise_matches_stock_grouped_conv_forward_and_backward() {
             .as_tensor()
             .conv2d(w.as_tensor(), k / 2, stride, 1, c)
             .unwrap();
-        assert_eq!(ours.dims(), stock.dims(), "k{k} s{stride} hw{hw}");
-        assert!(
-            max_diff(&ours, &stock) < 1e-4,
-            "forward k{k} s{stride} hw{hw}"
-        );
-        let g1 = probe(&ours, 3).backward().unwrap();
-        let g2 = probe(&stock, 3).backward().unwrap();
-        for v in [&x, &w] {
-            let (a, b) = (g1.get(v).unwrap(), g2.get(v).unwrap());
-            assert!(max_diff(a, b) < 1e-3, "gradient k{k} s{stride} hw{hw}");
-        }
+        assert_same_as_stock(&ours, &stock, [&x, &w], &format!("k{k} s{stride} hw{hw}"));
     }
 }
 
@@ -63,17 +72,10 @@ fn dense_conv_matches_stock_conv_forward_and_backward() {
             .conv2d(w.as_tensor(), k / 2, stride, 1, 1)
             .unwrap();
         let what = format!("{cin}->{cout} k{k} s{stride} at {hw}x{hw}");
-        assert_eq!(ours.dims(), stock.dims(), "{what}");
-        assert!(max_diff(&ours, &stock) < 1e-4, "forward {what}");
-        let g1 = probe(&ours, 33).backward().unwrap();
-        let g2 = probe(&stock, 33).backward().unwrap();
-        for v in [&x, &w] {
-            let (a, b) = (g1.get(v).unwrap(), g2.get(v).unwrap());
-            assert!(max_diff(a, b) < 1e-3, "gradient {what}");
-        }
+        let g2 = assert_same_as_stock(&ours, &stock, [&x, &w], &what);
         // a plain input (the network's data) gets no gradient, and the weight's is the same
         let plain = x.as_tensor().detach();
-        let g3 = probe(&dense_conv(&plain, w.as_tensor(), stride).unwrap(), 33)
+        let g3 = probe(&dense_conv(&plain, w.as_tensor(), stride).unwrap(), 3)
             .backward()
             .unwrap();
         assert!(g3.get(&plain).is_none(), "{what}");
@@ -95,14 +97,7 @@ fn pointwise_matches_stock_conv_forward_and_backward() {
             .conv2d(w.as_tensor(), 0, 1, 1, groups)
             .unwrap();
         let what = format!("{cin}->{cout} in {groups} groups at {hw}x{hw}");
-        assert_eq!(ours.dims(), stock.dims(), "{what}");
-        assert!(max_diff(&ours, &stock) < 1e-4, "forward {what}");
-        let g1 = probe(&ours, 23).backward().unwrap();
-        let g2 = probe(&stock, 23).backward().unwrap();
-        for v in [&x, &w] {
-            let (a, b) = (g1.get(v).unwrap(), g2.get(v).unwrap());
-            assert!(max_diff(a, b) < 1e-3, "gradient {what}");
-        }
+        assert_same_as_stock(&ours, &stock, [&x, &w], &what);
     }
     let x = randn(&[1, 6, 2, 2], 24);
     assert!(pointwise_conv(&x, &randn(&[4, 4, 1, 1], 25), 2).is_err());
