@@ -148,14 +148,66 @@ fn forward_rows<const S: usize>(p: &Plane, pad: &[f32], wt: &[f32], out: &mut [f
     }
 }
 
+/// Stride 1 with a K×K kernel known at compile time, two output rows at a time: the K+1 input rows
+/// they read are loaded once for both (2K² taps from K(K+1) loads instead of 2K²).
+#[inline(always)]
+fn forward_row_pairs<const K: usize>(p: &Plane, pad: &[f32], wt: &[f32], out: &mut [f32]) {
+    let wp = p.wp;
+    let w: &[f32; 49] = &{
+        let mut w = [0f32; 49];
+        w[..K * K].copy_from_slice(&wt[..K * K]);
+        w
+    };
+    let store = |out: &mut [f32], oy: usize, j0: usize, acc: &[f32; 8]| {
+        let n = 8.min(p.wo - j0);
+        for (o, a) in out[oy * p.wo + j0..oy * p.wo + j0 + n].iter_mut().zip(acc) {
+            *o += a;
+        }
+    };
+    let mut oy = 0;
+    while oy + 1 < p.ho {
+        for j0 in (0..p.w8).step_by(8) {
+            let (mut a0, mut a1) = ([0f32; 8], [0f32; 8]);
+            for r in 0..=K {
+                let row = &pad[(oy + r) * wp..(oy + r + 1) * wp];
+                for kc in 0..K {
+                    let src = &row[j0 + kc..j0 + kc + 8];
+                    if r < K {
+                        let wv = w[r * K + kc];
+                        for i in 0..8 {
+                            a0[i] += wv * src[i];
+                        }
+                    }
+                    if r >= 1 {
+                        let wv = w[(r - 1) * K + kc];
+                        for i in 0..8 {
+                            a1[i] += wv * src[i];
+                        }
+                    }
+                }
+            }
+            store(out, oy, j0, &a0);
+            store(out, oy + 1, j0, &a1);
+        }
+        oy += 2;
+    }
+    if oy < p.ho {
+        for j0 in (0..p.w8).step_by(8) {
+            store(out, oy, j0, &taps::<1>(p, pad, wt, oy, j0));
+        }
+    }
+}
+
 simd_fn! {
 /// `out += conv(inp, wt)` for one plane: each 8 outputs of a row are summed over the k×k taps in
 /// registers, then stored once.
 fn plane_forward(p: &Plane, inp: &[f32], wt: &[f32], out: &mut [f32]) {
     let pad = p.padded(inp);
-    match p.s {
-        1 => forward_rows::<1>(p, &pad, wt, out),
-        2 => forward_rows::<2>(p, &pad, wt, out),
+    match (p.s, p.k) {
+        (1, 3) => forward_row_pairs::<3>(p, &pad, wt, out),
+        (1, 5) => forward_row_pairs::<5>(p, &pad, wt, out),
+        (1, _) => forward_rows::<1>(p, &pad, wt, out),
+        (2, _) => forward_rows::<2>(p, &pad, wt, out),
         _ => {
             for oy in 0..p.ho {
                 for ox in 0..p.wo {
