@@ -6,7 +6,8 @@
 //! passes and two allocations per activation-sized edge), apart from the matrix products' own per-image
 //! bookkeeping. Here the block keeps its intermediate activations, computes its backward in place on
 //! buffers it owns and frees each as soon as it is consumed, so the graph sees one node per block.
-//! On the FBNet-B network of the small preset this halved the backward pass (benches/training-speed.sh).
+//! On the FBNet-B network of the small preset (batch 128) this alone took a training step from 155 to
+//! 184 images/s and its peak memory from 1.41 to 1.14 GB (README, "Training speed against PyTorch").
 
 use std::sync::{Arc, Mutex};
 

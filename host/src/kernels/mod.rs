@@ -12,7 +12,8 @@
 /// Defines a function whose body is compiled twice, for the baseline target and with AVX2 and FMA, and
 /// picks the second at run time when the CPU has them (std caches the check). The plane loops then run
 /// on 8-lane vectors without building for one CPU: the default x86-64 target allows only 4-lane SSE2.
-/// Measured on the FBNet-B step of benches/training-speed.sh: see the README's training speed section.
+/// On its own it made no measurable difference to the FBNet-B step (the loops were branch- and
+/// memory-bound then); the 8-lane register tiles of the depthwise kernels are written for it.
 macro_rules! simd_fn {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$m])*
