@@ -115,7 +115,7 @@ pub(super) fn split_dims(dims: &[usize]) -> (usize, usize, usize) {
 
 /// The per-channel statistics of `x` `[n, c, plane]` (mean and biased variance, two passes in f64 over
 /// each channel's n planes) and `1/√(σ² + ε)`.
-pub(super) fn batch_stats(
+fn batch_stats(
     x: &[f32],
     (n, c, plane): (usize, usize, usize),
     eps: f64,
@@ -139,19 +139,20 @@ pub(super) fn batch_stats(
     (BatchStats { mean, var, count }, inv_std)
 }
 
+/// Training-mode batch norm of `x` `[n, c, plane]` with its own batch's statistics:
 /// `y = relu?(x·scale + shift [+ residual])` per channel, with `scale = γ/σ` and `shift = β − μ·scale`.
-#[allow(clippy::too_many_arguments)]
+/// Returns `y`, the statistics and `1/σ` (for the backward pass).
 pub(super) fn normalise(
     x: &[f32],
-    (_, c, plane): (usize, usize, usize),
-    gamma: &[f32],
-    beta: &[f32],
-    stats: &BatchStats,
-    inv_std: &[f32],
+    dims: (usize, usize, usize),
+    (gamma, beta): (&[f32], &[f32]),
+    eps: f64,
     relu: bool,
     residual: Option<&[f32]>,
-    y: &mut [f32],
-) {
+) -> (Vec<f32>, BatchStats, Vec<f32>) {
+    let (_, c, plane) = dims;
+    let (stats, inv_std) = batch_stats(x, dims, eps);
+    let mut y = vec![0f32; x.len()];
     y.par_chunks_mut(plane).enumerate().for_each(|(nc, out)| {
         let ch = nc % c;
         let scale = gamma[ch] * inv_std[ch];
@@ -177,6 +178,7 @@ pub(super) fn normalise(
             }
         }
     });
+    (y, stats, inv_std)
 }
 
 simd_fn! {
@@ -280,11 +282,7 @@ impl CustomOp3 for FusedBn {
         let gamma = cpu_slice(s2, l2, "batch norm scale")?;
         let beta = cpu_slice(s3, l3, "batch norm shift")?;
         let dims = split_dims(l1.dims());
-        let (stats, inv_std) = batch_stats(x, dims, self.eps);
-        let mut y = vec![0f32; x.len()];
-        normalise(
-            x, dims, gamma, beta, &stats, &inv_std, self.relu, None, &mut y,
-        );
+        let (y, stats, inv_std) = normalise(x, dims, (gamma, beta), self.eps, self.relu, None);
         let mut saved = self.saved()?;
         saved.stats = stats;
         saved.inv_std = inv_std;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::batchnorm::{BatchStats, batch_stats, normalise, normalise_backward};
+use super::batchnorm::{BatchStats, normalise, normalise_backward};
 use super::depthwise::Plane;
 use super::pointwise::Pointwise;
 use super::{cpu_slice, with_cpu_data};
@@ -191,14 +191,27 @@ impl FusedBlock {
         }
     }
 
-    /// The parameter slices of `flat`, in layout order.
-    fn split<'a>(&self, flat: &'a [f32]) -> Vec<&'a [f32]> {
-        self.shape
+    /// The parameter slices of `flat`, by role.
+    fn params<'a>(&self, flat: &'a [f32]) -> Weights<'a> {
+        let mut p = self
+            .shape
             .layout()
             .into_iter()
-            .map(|(at, len)| &flat[at..at + len])
-            .collect()
+            .map(|(at, len)| &flat[at..at + len]);
+        let mut next = || p.next().expect("the layout has every parameter");
+        Weights {
+            pw1: self.shape.expand.then(|| (next(), next(), next())),
+            dw: (next(), next(), next()),
+            pw2: (next(), next(), next()),
+        }
     }
+}
+
+/// A block's parameters: (convolution weight, BN γ, BN β) of each convolution.
+struct Weights<'a> {
+    pw1: Option<(&'a [f32], &'a [f32], &'a [f32])>,
+    dw: (&'a [f32], &'a [f32], &'a [f32]),
+    pw2: (&'a [f32], &'a [f32], &'a [f32]),
 }
 
 impl CustomOp2 for FusedBlock {
@@ -218,17 +231,14 @@ impl CustomOp2 for FusedBlock {
         let flat = cpu_slice(s2, l2, "block parameters")?;
         let (n, _, h, w) = l1.shape().dims4()?;
         let d = self.dims(h, w);
-        let mut p = self.split(flat);
+        let p = self.params(flat);
+        let ((wdw, g2, b2), (w2, g3, b3)) = (p.dw, p.pw2);
         let mut bn = Vec::new();
-        let (a1, h1) = if s.expand {
-            let (w1, g1, b1) = (p[0], p[1], p[2]);
-            p.drain(..3);
+        let (a1, h1) = if let Some((w1, g1, b1)) = p.pw1 {
             let mut a1 = vec![0f32; n * s.mid * d.p0];
             d.pw1.forward(x, w1, &mut a1);
-            let dims = (n, s.mid, d.p0);
-            let (stats, inv) = batch_stats(&a1, dims, self.eps);
-            let mut h1 = vec![0f32; a1.len()];
-            normalise(&a1, dims, g1, b1, &stats, &inv, true, None, &mut h1);
+            let (mut h1, stats, inv) =
+                normalise(&a1, (n, s.mid, d.p0), (g1, b1), self.eps, true, None);
             bn.push((stats, inv));
             if !s.shuffle.is_empty() {
                 h1 = gather_planes(&h1, &s.shuffle, d.p0);
@@ -237,30 +247,15 @@ impl CustomOp2 for FusedBlock {
         } else {
             (Vec::new(), Vec::new())
         };
-        let (wdw, g2, b2, w2, g3, b3) = (p[0], p[1], p[2], p[3], p[4], p[5]);
         let din: &[f32] = if s.expand { &h1 } else { x };
-        let kk = s.kernel * s.kernel;
-        let mut a2 = vec![0f32; n * s.mid * d.p1];
-        a2.par_chunks_mut(d.p1).enumerate().for_each(|(nc, o)| {
-            let ch = nc % s.mid;
-            d.plane.forward(
-                &din[nc * d.p0..(nc + 1) * d.p0],
-                &wdw[ch * kk..(ch + 1) * kk],
-                o,
-            );
-        });
-        let dims2 = (n, s.mid, d.p1);
-        let (stats, inv) = batch_stats(&a2, dims2, self.eps);
-        let mut h2 = vec![0f32; a2.len()];
-        normalise(&a2, dims2, g2, b2, &stats, &inv, true, None, &mut h2);
+        let a2 = d.plane.forward_all(din, wdw, s.mid);
+        let (h2, stats, inv) = normalise(&a2, (n, s.mid, d.p1), (g2, b2), self.eps, true, None);
         bn.push((stats, inv));
         let mut a3 = vec![0f32; n * s.cout * d.p1];
         d.pw2.forward(&h2, w2, &mut a3);
-        let dims3 = (n, s.cout, d.p1);
-        let (stats, inv) = batch_stats(&a3, dims3, self.eps);
-        let mut y = vec![0f32; a3.len()];
         let residual = s.residual.then_some(x);
-        normalise(&a3, dims3, g3, b3, &stats, &inv, false, residual, &mut y);
+        let (y, stats, inv) =
+            normalise(&a3, (n, s.cout, d.p1), (g3, b3), self.eps, false, residual);
         bn.push((stats, inv));
         *self.saved.lock().map_err(|_| lost())? = Some(Saved {
             a1,
@@ -296,18 +291,10 @@ impl CustomOp2 for FusedBlock {
             bn,
         } = saved;
         let flat_v: Vec<f32> = flat.to_vec1()?;
-        let p = self.split(&flat_v);
+        let p = self.params(&flat_v);
         let (n, _, h, w) = x.dims4()?;
         let d = self.dims(h, w);
-        let off = if s.expand { 3 } else { 0 };
-        let (wdw, g2, b2, w2, g3, b3) = (
-            p[off],
-            p[off + 1],
-            p[off + 2],
-            p[off + 3],
-            p[off + 4],
-            p[off + 5],
-        );
+        let ((wdw, g2, b2), (w2, g3, b3)) = (p.dw, p.pw2);
         let mut grads: Vec<Vec<f32>> = Vec::new();
         let dx = with_cpu_data(x, "block input", |x| -> Result<Vec<f32>> {
             let mut dy: Vec<f32> = grad.flatten_all()?.to_vec1()?;
@@ -343,34 +330,14 @@ impl CustomOp2 for FusedBlock {
             );
             drop(a2);
             let din: &[f32] = if s.expand { &h1 } else { x };
-            let kk = s.kernel * s.kernel;
-            let mut ddw = vec![0f32; s.mid * kk];
-            ddw.par_chunks_mut(kk).enumerate().for_each(|(ch, g)| {
-                for b in 0..n {
-                    let nc = b * s.mid + ch;
-                    d.plane.backward_weight(
-                        &din[nc * d.p0..(nc + 1) * d.p0],
-                        &dh2[nc * d.p1..(nc + 1) * d.p1],
-                        g,
-                    );
-                }
-            });
+            let ddw = d.plane.backward_weight_all(din, &dh2, s.mid);
             drop(h1);
-            let mut dh1 = vec![0f32; n * s.mid * d.p0];
-            dh1.par_chunks_mut(d.p0).enumerate().for_each(|(nc, g)| {
-                let ch = nc % s.mid;
-                d.plane.backward_input(
-                    &dh2[nc * d.p1..(nc + 1) * d.p1],
-                    &wdw[ch * kk..(ch + 1) * kk],
-                    g,
-                );
-            });
+            let mut dh1 = d.plane.backward_input_all(&dh2, wdw, s.mid);
             drop(dh2);
-            let dx = if s.expand {
+            let dx = if let Some((w1, g1, b1)) = p.pw1 {
                 if !s.shuffle.is_empty() {
                     dh1 = scatter_planes(&dh1, &s.shuffle, d.p0);
                 }
-                let (w1, g1, b1) = (p[0], p[1], p[2]);
                 let (dg1, db1) = normalise_backward(
                     &mut dh1,
                     &a1,

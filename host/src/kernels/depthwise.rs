@@ -36,6 +36,7 @@ struct Depthwise {
 /// computed into scratch and dropped, or fed zeros).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Plane {
+    h: usize,
     w: usize,
     pub ho: usize,
     pub wo: usize,
@@ -54,6 +55,7 @@ impl Plane {
         let (ho, wo) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
         let w8 = wo.div_ceil(8) * 8;
         Plane {
+            h,
             w,
             ho,
             wo,
@@ -87,13 +89,58 @@ impl Plane {
         out
     }
 
+    /// Values in an input and in an output plane.
+    fn sizes(&self) -> (usize, usize) {
+        (self.h * self.w, self.ho * self.wo)
+    }
+
+    /// The convolution of every plane of `x` `[n, c, h, w]`, channel `ch` with filter `wt[ch]`.
+    pub fn forward_all(&self, x: &[f32], wt: &[f32], c: usize) -> Vec<f32> {
+        let ((hw, ohw), kk) = (self.sizes(), self.k * self.k);
+        let mut out = vec![0f32; x.len() / hw * ohw];
+        out.par_chunks_mut(ohw).enumerate().for_each(|(nc, o)| {
+            let ch = nc % c;
+            self.forward(&x[nc * hw..(nc + 1) * hw], &wt[ch * kk..(ch + 1) * kk], o);
+        });
+        out
+    }
+
+    /// The input gradient of [`Plane::forward_all`] for the output gradient `dy` `[n, c, ho, wo]`.
+    pub fn backward_input_all(&self, dy: &[f32], wt: &[f32], c: usize) -> Vec<f32> {
+        let ((hw, ohw), kk) = (self.sizes(), self.k * self.k);
+        let mut dx = vec![0f32; dy.len() / ohw * hw];
+        dx.par_chunks_mut(hw).enumerate().for_each(|(nc, d)| {
+            let ch = nc % c;
+            self.backward_input(
+                &dy[nc * ohw..(nc + 1) * ohw],
+                &wt[ch * kk..(ch + 1) * kk],
+                d,
+            );
+        });
+        dx
+    }
+
+    /// The filter gradient of [`Plane::forward_all`]: per channel, summed over the images in order.
+    pub fn backward_weight_all(&self, x: &[f32], dy: &[f32], c: usize) -> Vec<f32> {
+        let ((hw, ohw), kk) = (self.sizes(), self.k * self.k);
+        let n = x.len() / (c * hw).max(1);
+        let mut dw = vec![0f32; c * kk];
+        dw.par_chunks_mut(kk).enumerate().for_each(|(ch, d)| {
+            for b in 0..n {
+                let nc = b * c + ch;
+                self.backward_weight(&x[nc * hw..(nc + 1) * hw], &dy[nc * ohw..(nc + 1) * ohw], d);
+            }
+        });
+        dw
+    }
+
     /// `out += conv(inp, wt)` for one plane.
-    pub fn forward(&self, inp: &[f32], wt: &[f32], out: &mut [f32]) {
+    fn forward(&self, inp: &[f32], wt: &[f32], out: &mut [f32]) {
         plane_forward(self, inp, wt, out)
     }
 
     /// `dx += convᵀ(dy, wt)` for one plane.
-    pub fn backward_input(&self, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
+    fn backward_input(&self, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
         if self.s == 1 {
             // at stride 1 the transposed convolution is the convolution with the kernel turned by 180°
             let flipped: Vec<f32> = wt.iter().rev().copied().collect();
@@ -104,7 +151,7 @@ impl Plane {
     }
 
     /// `dw += Σ dy · x` over one plane.
-    pub fn backward_weight(&self, x: &[f32], dy: &[f32], dw: &mut [f32]) {
+    fn backward_weight(&self, x: &[f32], dy: &[f32], dw: &mut [f32]) {
         plane_backward_weight(self, x, dy, dw)
     }
 }
@@ -325,14 +372,8 @@ impl CustomOp2 for Depthwise {
         let x = cpu_slice(s1, l1, "depthwise input")?;
         let wt = cpu_slice(s2, l2, "depthwise weight")?;
         let plane = Plane::new(h, w, self.k, self.stride);
-        let (hw, ohw, kk) = (h * w, plane.ho * plane.wo, self.k * self.k);
-        let mut out = vec![0f32; n * c * ohw];
-        out.par_chunks_mut(ohw).enumerate().for_each(|(nc, o)| {
-            let ch = nc % c;
-            plane.forward(&x[nc * hw..(nc + 1) * hw], &wt[ch * kk..(ch + 1) * kk], o);
-        });
         Ok((
-            CpuStorage::F32(out),
+            CpuStorage::F32(plane.forward_all(x, wt, c)),
             Shape::from((n, c, plane.ho, plane.wo)),
         ))
     }
@@ -346,35 +387,14 @@ impl CustomOp2 for Depthwise {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (n, c, h, w) = x.dims4()?;
         let plane = Plane::new(h, w, self.k, self.stride);
-        let (hw, ohw, kk) = (h * w, plane.ho * plane.wo, self.k * self.k);
         let dx = with_cpu_data(grad, "depthwise gradient", |dy| {
             with_cpu_data(weight, "depthwise weight", |wt| {
-                let mut dx = vec![0f32; n * c * hw];
-                dx.par_chunks_mut(hw).enumerate().for_each(|(nc, d)| {
-                    let ch = nc % c;
-                    plane.backward_input(
-                        &dy[nc * ohw..(nc + 1) * ohw],
-                        &wt[ch * kk..(ch + 1) * kk],
-                        d,
-                    );
-                });
-                dx
+                plane.backward_input_all(dy, wt, c)
             })
         })??;
         let dw = with_cpu_data(grad, "depthwise gradient", |dy| {
             with_cpu_data(x, "depthwise input", |xs| {
-                let mut dw = vec![0f32; c * kk];
-                dw.par_chunks_mut(kk).enumerate().for_each(|(ch, d)| {
-                    for b in 0..n {
-                        let nc = b * c + ch;
-                        plane.backward_weight(
-                            &xs[nc * hw..(nc + 1) * hw],
-                            &dy[nc * ohw..(nc + 1) * ohw],
-                            d,
-                        );
-                    }
-                });
-                dw
+                plane.backward_weight_all(xs, dy, c)
             })
         })??;
         Ok((
