@@ -34,6 +34,11 @@ struct Depthwise {
 /// The geometry of one plane. The kernels work on a zero-padded copy of the input (no bounds logic in
 /// the inner loops) and on output rows widened to a multiple of 8 (whole 8-lane vectors, the extra lanes
 /// computed into scratch and dropped, or fed zeros).
+///
+/// At stride `s` > 1 each padded row is stored split by column phase: the columns `X` with `X % s == q`
+/// lie in order in segment `q` of `ws` values. A tap `kc` of 8 neighbouring outputs then reads 8
+/// consecutive values (segment `kc % s`, from `j0 + kc / s`) instead of every `s`-th one, so the stride-2
+/// loops vectorise like the stride-1 ones.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Plane {
     h: usize,
@@ -47,6 +52,8 @@ pub(super) struct Plane {
     /// Rows and row width of the padded input.
     hp: usize,
     wp: usize,
+    /// Length of one column-phase segment of a padded row (`wp / s`).
+    ws: usize,
 }
 
 impl Plane {
@@ -54,6 +61,7 @@ impl Plane {
         let p = k / 2;
         let (ho, wo) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
         let w8 = wo.div_ceil(8) * 8;
+        let wp = ((w8 - 1) * s + k).max(w + 2 * p).next_multiple_of(s);
         Plane {
             h,
             w,
@@ -63,18 +71,73 @@ impl Plane {
             s,
             w8,
             hp: h + 2 * p,
-            wp: ((w8 - 1) * s + k).max(w + 2 * p),
+            wp,
+            ws: wp / s,
         }
     }
 
-    /// `inp` with `k/2` zero rows and columns around it, in rows `wp` wide.
+    /// Where padded column `x` lies in its row: in the segment of its phase.
+    #[inline(always)]
+    fn col(&self, x: usize) -> usize {
+        x % self.s * self.ws + x / self.s
+    }
+
+    /// For each column phase of a padded row, the first unpadded column `x0` in it and where `x0` lies
+    /// in the row; the columns `x0 + s·i` follow it in order. (Walking these avoids a division per value.)
+    #[inline(always)]
+    fn phases(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let (p, s) = (self.k / 2, self.s);
+        (0..s)
+            .map(move |q| (q + s - p % s) % s)
+            .filter(|&x0| x0 < self.w)
+            .map(move |x0| (x0, self.col(x0 + p)))
+    }
+
+    /// At stride 2, where unpadded columns 0 and 1 lie in a padded row: columns `2i` and `2i + 1` lie
+    /// `i` further on, each in its own phase segment.
+    #[inline(always)]
+    fn pair_starts(&self) -> (usize, usize) {
+        let p = self.k / 2;
+        (self.col(p), self.col(p + 1))
+    }
+
+    /// `inp` with `k/2` zero rows and columns around it, in rows `wp` wide split by column phase.
     #[inline(always)]
     fn padded(&self, inp: &[f32]) -> Vec<f32> {
         let p = self.k / 2;
         let mut pad = vec![0f32; self.hp * self.wp];
-        for (y, row) in inp.chunks_exact(self.w).enumerate() {
-            let at = (y + p) * self.wp + p;
-            pad[at..at + self.w].copy_from_slice(row);
+        for (row, prow) in inp
+            .chunks_exact(self.w)
+            .zip(pad.chunks_exact_mut(self.wp).skip(p))
+        {
+            if self.s == 1 {
+                prow[p..p + self.w].copy_from_slice(row);
+            } else if self.s == 2 {
+                // stride 2, the one the spaces use, by column pairs: on 14x14 planes this was
+                // measurably faster than the general walk below (examples/depthwise_step.rs)
+                let (a, b) = self.pair_starts();
+                let (first, second) = if a < b {
+                    let (lo, hi) = prow.split_at_mut(b);
+                    (&mut lo[a..], hi)
+                } else {
+                    let (lo, hi) = prow.split_at_mut(a);
+                    (hi, &mut lo[b..])
+                };
+                let pairs = row.chunks_exact(2);
+                if let &[last] = pairs.remainder() {
+                    first[self.w / 2] = last;
+                }
+                for ((pr, a), b) in pairs.zip(first).zip(second) {
+                    *a = pr[0];
+                    *b = pr[1];
+                }
+            } else {
+                for (x0, at) in self.phases() {
+                    for (d, v) in prow[at..].iter_mut().zip(row[x0..].iter().step_by(self.s)) {
+                        *d = *v;
+                    }
+                }
+            }
         }
         pad
     }
@@ -165,15 +228,10 @@ fn taps<const S: usize>(p: &Plane, pad: &[f32], wt: &[f32], oy: usize, j0: usize
         let row = &pad[(oy * S + kr) * wp..(oy * S + kr + 1) * wp];
         let w = &wt[kr * k..(kr + 1) * k];
         for (kc, &wv) in w.iter().enumerate() {
-            if S == 1 {
-                let src = &row[j0 + kc..j0 + kc + 8];
-                for i in 0..8 {
-                    acc[i] += wv * src[i];
-                }
-            } else {
-                for (i, a) in acc.iter_mut().enumerate() {
-                    *a += wv * row[(j0 + i) * S + kc];
-                }
+            let at = kc % S * p.ws + j0 + kc / S;
+            let src = &row[at..at + 8];
+            for i in 0..8 {
+                acc[i] += wv * src[i];
             }
         }
     }
@@ -261,7 +319,7 @@ fn plane_forward(p: &Plane, inp: &[f32], wt: &[f32], out: &mut [f32]) {
                     let mut acc = 0f32;
                     for kr in 0..p.k {
                         for kc in 0..p.k {
-                            acc += wt[kr * p.k + kc] * pad[(oy * p.s + kr) * p.wp + ox * p.s + kc];
+                            acc += wt[kr * p.k + kc] * pad[(oy * p.s + kr) * p.wp + p.col(ox * p.s + kc)];
                         }
                     }
                     out[oy * p.wo + ox] += acc;
@@ -273,7 +331,8 @@ fn plane_forward(p: &Plane, inp: &[f32], wt: &[f32], out: &mut [f32]) {
 }
 
 simd_fn! {
-/// `dx += convᵀ(dy, wt)` for one plane at stride > 1, scattered into a padded plane.
+/// `dx += convᵀ(dy, wt)` for one plane at stride > 1, scattered into a padded plane split by column
+/// phase, where each tap's share of an output row is one contiguous multiply-add.
 fn plane_backward_input_strided(p: &Plane, dy: &[f32], wt: &[f32], dx: &mut [f32]) {
     let (k, s, wp) = (p.k, p.s, p.wp);
     let mut pad = vec![0f32; p.hp * wp];
@@ -283,17 +342,30 @@ fn plane_backward_input_strided(p: &Plane, dy: &[f32], wt: &[f32], dx: &mut [f32
             let row = &mut pad[(oy * s + kr) * wp..(oy * s + kr + 1) * wp];
             for kc in 0..k {
                 let wv = wt[kr * k + kc];
-                for (j, g) in grow.iter().enumerate() {
-                    row[j * s + kc] += wv * g;
+                let at = kc % s * p.ws + kc / s;
+                for (d, g) in row[at..at + p.wo].iter_mut().zip(grow) {
+                    *d += wv * g;
                 }
             }
         }
     }
     let pd = k / 2;
-    for (y, drow) in dx.chunks_exact_mut(p.w).enumerate() {
-        let at = (y + pd) * wp + pd;
-        for (d, v) in drow.iter_mut().zip(&pad[at..at + p.w]) {
-            *d += v;
+    for (drow, prow) in dx.chunks_exact_mut(p.w).zip(pad.chunks_exact(wp).skip(pd)) {
+        if s == 2 {
+            let (a, b) = p.pair_starts();
+            if p.w % 2 == 1 {
+                drow[p.w - 1] += prow[a + p.w / 2];
+            }
+            for ((pr, u), v) in drow.chunks_exact_mut(2).zip(&prow[a..]).zip(&prow[b..]) {
+                pr[0] += u;
+                pr[1] += v;
+            }
+            continue;
+        }
+        for (x0, at) in p.phases() {
+            for (d, v) in drow[x0..].iter_mut().step_by(s).zip(&prow[at..]) {
+                *d += v;
+            }
         }
     }
 }
@@ -310,15 +382,10 @@ fn weight_rows<const K: usize, const S: usize>(p: &Plane, pad: &[f32], g: &[f32]
             for j0 in (0..p.w8).step_by(8) {
                 let gv = &g[oy * p.w8 + j0..oy * p.w8 + j0 + 8];
                 for (kc, a) in acc.iter_mut().enumerate() {
-                    if S == 1 {
-                        let src = &row[j0 + kc..j0 + kc + 8];
-                        for i in 0..8 {
-                            a[i] += gv[i] * src[i];
-                        }
-                    } else {
-                        for i in 0..8 {
-                            a[i] += gv[i] * row[(j0 + i) * s + kc];
-                        }
+                    let at = kc % S * p.ws + j0 + kc / S;
+                    let src = &row[at..at + 8];
+                    for i in 0..8 {
+                        a[i] += gv[i] * src[i];
                     }
                 }
             }
@@ -345,7 +412,7 @@ fn plane_backward_weight(p: &Plane, x: &[f32], dy: &[f32], dw: &mut [f32]) {
                     let mut acc = 0f32;
                     for oy in 0..p.ho {
                         for j in 0..p.wo {
-                            acc += g[oy * p.w8 + j] * pad[(oy * p.s + kr) * p.wp + j * p.s + kc];
+                            acc += g[oy * p.w8 + j] * pad[(oy * p.s + kr) * p.wp + p.col(j * p.s + kc)];
                         }
                     }
                     dw[kr * k + kc] += acc;
