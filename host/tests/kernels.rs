@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::{D, Device, Tensor, Var};
-use common::max_diff;
+use common::{max_abs, max_diff};
 use fbnet::kernels::{
     batch_norm_train, dense_conv, depthwise_conv, pointwise_conv, weighted, weighted_add,
 };
@@ -351,13 +351,7 @@ fn fused_block_matches_the_layer_by_layer_block() {
             let reference = net.forward_layers(x.as_tensor(), true).unwrap();
             let reference_stats = p.tensors();
             assert_eq!(fused.dims(), reference.dims(), "{what}");
-            let scale = reference
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let scale = max_abs(&reference);
             assert!(
                 max_diff(&fused, &reference) < 1e-4 * scale.max(1.0),
                 "{what}: output"
@@ -372,13 +366,7 @@ fn fused_block_matches_the_layer_by_layer_block() {
             assert!(max_diff(a, b) < 1e-3, "{what}: input gradient");
             for (name, param) in p.trainable() {
                 let (a, b) = (g1.get(&param.var).unwrap(), g2.get(&param.var).unwrap());
-                let scale = b
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let scale = max_abs(b);
                 let d = max_diff(a, b);
                 assert!(
                     d < 1e-3 * scale.max(1.0),

@@ -66,6 +66,15 @@ pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         .expect("tensors of one shape")
 }
 
+/// Largest absolute value of a tensor (the scale relative tolerances are taken of).
+pub fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.max(0))
+        .and_then(|t| t.to_scalar())
+        .expect("a non-empty tensor")
+}
+
 /// A space small enough for training tests: 28 px grey images, three classes, three searchable layers
 /// (one with a stride), every block of Table 2.
 pub fn tiny_space() -> mobile_core::Space {
