@@ -360,11 +360,11 @@ fn plane_backward_input_strided(p: &Plane, dy: &[f32], wt: &[f32], dx: &mut [f32
                 pr[0] += u;
                 pr[1] += v;
             }
-            continue;
-        }
-        for (x0, at) in p.phases() {
-            for (d, v) in drow[x0..].iter_mut().step_by(s).zip(&prow[at..]) {
-                *d += v;
+        } else {
+            for (x0, at) in p.phases() {
+                for (d, v) in drow[x0..].iter_mut().step_by(s).zip(&prow[at..]) {
+                    *d += v;
+                }
             }
         }
     }
