@@ -207,8 +207,7 @@ pub struct BlockNet {
     shuffle: Option<Tensor>,
     pub dw: ConvBn,
     pub pw2: ConvBn,
-    residual: bool,
-    /// The block's geometry for the fused training kernel.
+    /// The block's geometry: for the fused training kernel, and whether it adds its input.
     shape: BlockShape,
 }
 
@@ -239,14 +238,16 @@ impl BlockNet {
         } else {
             None
         };
-        let shuffle = if block.has_expansion_conv() && g > 1 {
-            let idx: Vec<u32> = shuffle_indices(mid, g)
-                .into_iter()
-                .map(|i| i as u32)
-                .collect();
-            Some(Tensor::from_vec(idx, mid, p.device())?)
+        let shuffle_idx = if block.has_expansion_conv() && g > 1 {
+            shuffle_indices(mid, g)
         } else {
+            Vec::new()
+        };
+        let shuffle = if shuffle_idx.is_empty() {
             None
+        } else {
+            let idx: Vec<u32> = shuffle_idx.iter().map(|&i| i as u32).collect();
+            Some(Tensor::from_vec(idx, mid, p.device())?)
         };
         Ok(Some(BlockNet {
             block,
@@ -270,7 +271,6 @@ impl BlockNet {
                 }
                 c
             },
-            residual: layer.shape_preserving(),
             shape: BlockShape {
                 cin,
                 mid,
@@ -280,11 +280,7 @@ impl BlockNet {
                 stride: layer.stride,
                 expand: block.has_expansion_conv(),
                 residual: layer.shape_preserving(),
-                shuffle: if block.has_expansion_conv() && g > 1 {
-                    shuffle_indices(mid, g)
-                } else {
-                    Vec::new()
-                },
+                shuffle: shuffle_idx,
             },
         }))
     }
@@ -327,7 +323,7 @@ impl BlockNet {
         }
         h = self.dw.forward(&h, train)?;
         h = self.pw2.forward(&h, train)?;
-        Ok(if self.residual { (h + x)? } else { h })
+        Ok(if self.shape.residual { (h + x)? } else { h })
     }
 }
 
