@@ -14,7 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use candle_core::{Device, Tensor};
 use fbnet::latency::gumbel_softmax;
 use fbnet::optim::Sgd;
-use fbnet::supernet::Network;
+use fbnet::supernet::{Mix, Network};
 use mobile_core::onnx::weights::SplitMix;
 use mobile_core::{Arch, Space};
 
@@ -139,13 +139,13 @@ fn main() -> anyhow::Result<()> {
             Some(
                 thetas
                     .iter()
-                    .map(|t| gumbel_softmax(t, 5.0, &mut rng))
+                    .map(|t| gumbel_softmax(t, 5.0, None, &mut rng))
                     .collect::<Result<_, _>>()?,
             )
         } else {
             None
         };
-        let logits = net.forward(&x, mix.as_deref(), true)?;
+        let logits = net.forward(&x, mix.as_deref().map(Mix::Soft), true)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
         let t1 = Instant::now();
         let grads = loss.backward()?;

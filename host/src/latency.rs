@@ -4,12 +4,13 @@
 //! With `m_l` the (Gumbel-softmax) mixing weights of layer `l`, the expected latency is
 //! `LAT = fixed + Σ_l Σ_i m_{l,i} · LUT(b_{l,i})` (eq. 3 made differentiable, eq. 7 of section 3.3), in µs.
 //! The paper's loss is `CE · α · (log LAT)^β` (eq. 2, α = 0.2, β = 0.6 in its appendix); NNI also offers
-//! the additive `CE + α · LAT^β`.
+//! the additive `CE + α · LAT^β`, and with a latency target the loss pulls the expected latency to it.
 
 use anyhow::{Result, ensure};
 use candle_core::{D, Tensor};
 use mobile_core::lut::Lut;
 use mobile_core::onnx::Dtype;
+use mobile_core::onnx::weights::SplitMix;
 use mobile_core::{Block, Space};
 
 /// Candidate latencies of every searchable layer of a space, from a table, at one dtype.
@@ -65,8 +66,19 @@ impl LatencyTable {
                 .sum::<f64>()
     }
 
+    /// Latency (µs) of the architecture taking candidate `choice[l]` at layer `l`.
+    pub fn latency_of(&self, choice: &[usize]) -> f64 {
+        self.fixed_us
+            + self
+                .layers
+                .iter()
+                .zip(choice)
+                .map(|(lat, &i)| lat[i])
+                .sum::<f64>()
+    }
+
     /// The differentiable expected latency (µs, a scalar tensor) of the layers' mixing weights `m`
-    /// (one `[n_l]` tensor per layer).
+    /// (one `[k]` tensor per layer, or `[n, k]` per image, whose mean over the images counts).
     pub fn expected(&self, m: &[Tensor]) -> Result<Tensor> {
         ensure!(
             m.len() == self.layers.len(),
@@ -79,6 +91,10 @@ impl LatencyTable {
         for (weights, lat) in m.iter().zip(&self.layers) {
             let lat: Vec<f32> = lat.iter().map(|&v| v as f32).collect();
             let lat = Tensor::new(lat.as_slice(), device)?;
+            let weights = match weights.rank() {
+                2 => weights.mean(0)?,
+                _ => weights.clone(),
+            };
             total = total.add(&weights.mul(&lat)?.sum_all()?)?;
         }
         Ok(total)
@@ -92,6 +108,13 @@ pub enum LatencyLoss {
     Multiplicative { alpha: f64, beta: f64 },
     /// NNI's `CE + α · LAT^β`.
     Additive { alpha: f64, beta: f64 },
+    /// A latency target T: `CE + λ · |ln(LAT / T)|`, an elastic pull towards T from both sides (as
+    /// TF-NAS's elastic constraint, in log space so that λ means the same for any device). Below T the
+    /// cross-entropy is free to buy accuracy with latency, above it latency is paid for.
+    Elastic { target_us: f64, weight: f64 },
+    /// MnasNet's soft reward turned into a loss: `CE · (LAT / T)^w`, a trade-off that only balances at T
+    /// when w suits the cross-entropy's pull.
+    Mnas { target_us: f64, weight: f64 },
 }
 
 impl Default for LatencyLoss {
@@ -115,30 +138,96 @@ impl LatencyLoss {
             LatencyLoss::Additive { alpha, beta } => {
                 ce.add(&lat_us.powf(beta)?.affine(alpha, 0.0)?)?
             }
+            LatencyLoss::Elastic { target_us, weight } => {
+                let ratio = lat_us.affine(1.0 / target_us, 0.0)?.log()?;
+                ce.add(&ratio.abs()?.affine(weight, 0.0)?)?
+            }
+            LatencyLoss::Mnas { target_us, weight } => {
+                let ratio = lat_us.affine(1.0 / target_us, 0.0)?;
+                ce.mul(&ratio.powf(weight)?)?
+            }
         })
     }
 }
 
-/// Soft Gumbel-softmax `softmax((θ + g) / τ)` over the last dimension, with Gumbel noise
-/// `g = −log(−log u)` drawn from the seeded host generator (candle's CPU generator cannot be seeded,
-/// and its own `gumbel_softmax` returns a hard argmax without gradient). Differentiable in θ.
-pub fn gumbel_softmax(
-    theta: &Tensor,
-    tau: f64,
-    rng: &mut mobile_core::onnx::weights::SplitMix,
-) -> Result<Tensor> {
-    ensure!(
-        tau > 0.0 && tau.is_finite(),
-        "temperature {tau} must be positive"
-    );
-    let n = theta.elem_count();
-    let noise: Vec<f32> = (0..n)
+/// Gumbel noise `−log(−log u)` for `n` values from the seeded host generator (candle's CPU generator
+/// cannot be seeded).
+fn gumbel_noise(n: usize, rng: &mut SplitMix) -> Vec<f32> {
+    (0..n)
         .map(|_| {
             let u = rng.uniform().clamp(1e-12, 1.0 - 1e-12);
             -(-(u.ln())).ln() as f32
         })
+        .collect()
+}
+
+fn check_tau(tau: f64) -> Result<()> {
+    ensure!(
+        tau > 0.0 && tau.is_finite(),
+        "temperature {tau} must be positive"
+    );
+    Ok(())
+}
+
+/// Soft Gumbel-softmax `softmax((θ + g) / τ)` of the layer's `θ` (`[k]`), differentiable in θ: one
+/// sample `[k]` for the whole batch (`rows` None), or one per image `[rows, k]`, so that the images of a
+/// batch see different mixtures and the θ gradient averages over as many noise draws as images.
+/// (candle's own `gumbel_softmax` returns a hard argmax without gradient.)
+pub fn gumbel_softmax(
+    theta: &Tensor,
+    tau: f64,
+    rows: Option<usize>,
+    rng: &mut SplitMix,
+) -> Result<Tensor> {
+    check_tau(tau)?;
+    let k = theta.elem_count();
+    let logits = match rows {
+        None => theta.add(&Tensor::from_vec(gumbel_noise(k, rng), k, theta.device())?)?,
+        Some(n) => {
+            let g = Tensor::from_vec(gumbel_noise(n * k, rng), (n, k), theta.device())?;
+            g.broadcast_add(theta)?
+        }
+    };
+    Ok(candle_nn::ops::softmax(
+        &logits.affine(1.0 / tau, 0.0)?,
+        D::Minus1,
+    )?)
+}
+
+/// A sample of the hard (straight-through) Gumbel relaxation of GDAS: the candidate `k` of the largest
+/// `θ + g`, and the weights `onehot(k) − sg(s) + s` with `s = softmax((θ + g) / τ)`: exactly one-hot
+/// forward (the layer runs candidate `k` alone, at full scale), with the gradient of the soft sample
+/// backward, so θ learns from the candidate that ran. One draw for the batch (`rows` None: one index,
+/// weights `[k]`) or one per image (an index per image, weights `[rows, k]`).
+pub fn gumbel_hard(
+    theta: &Tensor,
+    tau: f64,
+    rows: Option<usize>,
+    rng: &mut SplitMix,
+) -> Result<(Vec<usize>, Tensor)> {
+    let soft = gumbel_softmax(theta, tau, rows, rng)?;
+    let k = theta.elem_count();
+    let values: Vec<f32> = soft.flatten_all()?.to_vec1()?;
+    let mut onehot = vec![0f32; values.len()];
+    let index: Vec<usize> = values
+        .chunks(k)
+        .enumerate()
+        .map(|(r, row)| {
+            let i = (0..k)
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .unwrap_or(0);
+            onehot[r * k + i] = 1.0;
+            i
+        })
         .collect();
-    let g = Tensor::from_vec(noise, theta.shape(), theta.device())?;
-    let logits = theta.add(&g)?.affine(1.0 / tau, 0.0)?;
-    Ok(candle_nn::ops::softmax(&logits, D::Minus1)?)
+    let onehot = Tensor::from_vec(onehot, soft.shape(), theta.device())?;
+    Ok((index, onehot.sub(&soft.detach())?.add(&soft)?))
+}
+
+/// Entropy (nats) of a probability vector.
+pub fn entropy(p: &[f64]) -> f64 {
+    -p.iter()
+        .filter(|&&v| v > 0.0)
+        .map(|v| v * v.ln())
+        .sum::<f64>()
 }

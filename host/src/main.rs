@@ -36,6 +36,8 @@ enum Command {
     Profile(profile::ProfileArgs),
     /// Search an architecture with DNAS: train the super net and sample from the learned distribution.
     Search(Box<search::SearchArgs>),
+    /// Rewrite a finished search's pictures and report.md from its run folder.
+    Report(search::ReportArgs),
     /// Train an architecture from scratch (a search result, a file, a built-in).
     Train(Box<train::TrainArgs>),
     /// Export a trained run to ONNX (fp32, int8 QDQ) with its description, checked in ONNX Runtime.
@@ -81,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         Command::Profile(a) => profile::run(a),
         Command::Lut(c) => lut::run(c),
         Command::Search(a) => search::run(*a),
+        Command::Report(a) => search::report(a),
         Command::Train(a) => train::run(*a),
         Command::Export(a) => export::run(a),
         Command::Run(a) => model::run(a),

@@ -1,8 +1,14 @@
-//! The DNAS search loop (paper section 3.3 and appendix A): each epoch trains the super net's weights on
-//! one part of the training set with SGD, then the architecture parameters θ on the other part with Adam,
-//! with Gumbel-softmax mixing at a temperature that decays every epoch. A run lives in a folder: its
-//! configuration, per-epoch metrics, a checkpoint after every epoch (so `--resume` continues a killed
-//! run), and at the end P_θ, the most likely architecture and samples from P_θ.
+//! The DNAS search loop (paper section 3.3 and appendix A): the super net's weights learn on one part of
+//! the training set with SGD, the architecture parameters θ on the other part with Adam, through a
+//! Gumbel-softmax relaxation whose temperature anneals.
+//!
+//! By default θ takes a step after every weight batch (interleaved, as GDAS, TF-NAS and ProxylessNAS
+//! do), τ anneals per step, and each layer runs only its sampled candidate (the hard, straight-through
+//! relaxation of GDAS), so that a laptop's few hundred steps decide; the paper's schedule (a whole
+//! epoch of weights, then a whole epoch of θ, the soft mixture, τ decayed per epoch) is one flag away.
+//! A run lives in a folder: its configuration, per-epoch metrics, a checkpoint after every epoch (so
+//! `--resume` continues a killed run exactly), and at the end P_θ with how decided each layer is, the
+//! most likely architecture (within the latency target, if one is set) and samples from P_θ.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,8 +23,9 @@ use mobile_core::onnx::weights::SplitMix;
 use mobile_core::{Arch, Block, Space};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, Augment, LoaderConfig, Source, Subset};
-use crate::latency::{LatencyLoss, LatencyTable, gumbel_softmax};
+use crate::data::{self, Augment, Loader, LoaderConfig, Source, Subset};
+use crate::decision::{self, LayerDecision};
+use crate::latency::{LatencyLoss, LatencyTable, entropy, gumbel_hard, gumbel_softmax};
 use crate::optim::{Adam, Schedule, Sgd};
 use crate::report::write_atomic;
 pub use crate::runs::RunDir;
@@ -26,7 +33,7 @@ use crate::runs::{
     Tally, append_line, batch_tensors, ce_and_correct, checkpoint_to_read, finite, read_meta,
     stop_if_cancelled, truncate_metrics, write_checkpoint,
 };
-use crate::supernet::Network;
+use crate::supernet::{Choice, Mix, Network};
 
 /// Which form of the latency-aware loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -38,7 +45,63 @@ pub enum LossForm {
     Additive,
 }
 
+/// When θ learns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ThetaSchedule {
+    /// One θ batch after every `theta_every` weight batches, cycling through θ's split.
+    Interleaved,
+    /// The paper's: a whole epoch of weight batches, then a whole pass over θ's split.
+    Phase,
+}
+
+/// How the temperature τ falls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TauAnneal {
+    /// Per step, geometrically from `tau` to `tau_end` over the run.
+    Exponential,
+    /// Per step, linearly from `tau` to `tau_end` over the run.
+    Linear,
+    /// The paper's: `tau · exp(−tau_decay · epoch)`, constant within an epoch.
+    Epoch,
+}
+
+/// How many Gumbel draws a batch gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Noise {
+    /// One mixture (soft) or path (hard) per image: θ's gradient averages over as many draws as
+    /// images, and in the hard relaxation every candidate trains on its share of every batch.
+    Image,
+    /// One mixture or path for the whole batch.
+    Batch,
+}
+
+/// How the super net's layers combine their candidates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Relaxation {
+    /// The paper's `Σ m_i · b_i(x)` over every candidate.
+    Soft,
+    /// GDAS's straight-through Gumbel: each layer runs only the candidate sampled for each image (the
+    /// images grouped by candidate) or for the batch, so a step costs about one candidate's work; θ
+    /// learns through the soft sample's gradient.
+    Hard,
+}
+
+/// The form of the latency target's loss (see `LatencyLoss`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetForm {
+    /// `CE + λ · |ln(LAT / T)|`.
+    Elastic,
+    /// `CE · (LAT / T)^λ` (MnasNet's soft reward).
+    Mnas,
+}
+
 /// Everything a search depends on; written to `config.json` so a run can be reproduced from its folder.
+/// Fields added after the first release read, when a run folder lacks them, as that release ran.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchConfig {
@@ -66,12 +129,36 @@ pub struct SearchConfig {
     /// Adam of θ: learning rate and weight decay.
     pub theta_lr: f64,
     pub theta_weight_decay: f64,
-    /// Gumbel-softmax temperature at the first epoch, and its decay: τ_e = τ_0 · exp(−decay · e).
+    #[serde(default = "legacy::theta_schedule")]
+    pub theta_schedule: ThetaSchedule,
+    /// Weight batches per θ batch (interleaved schedule).
+    #[serde(default = "legacy::theta_every")]
+    pub theta_every: usize,
+    #[serde(default = "legacy::relaxation")]
+    pub relaxation: Relaxation,
+    #[serde(default = "legacy::gumbel")]
+    pub gumbel: Noise,
+    /// Gumbel-softmax temperature at the start…
     pub tau: f64,
+    /// …at the end of the run (per-step annealing)…
+    #[serde(default = "legacy::tau_end")]
+    pub tau_end: f64,
+    #[serde(default = "legacy::tau_anneal")]
+    pub tau_anneal: TauAnneal,
+    /// …or its decay per epoch (`epoch` annealing): τ_e = τ_0 · exp(−decay · e).
     pub tau_decay: f64,
     pub loss: LossForm,
     pub alpha: f64,
     pub beta: f64,
+    /// The latency the phone must meet, ms at `dtype` (from the table): the loss pulls the expected
+    /// latency to it and the searched-best is the most likely architecture within [0.9 T, T].
+    #[serde(default)]
+    pub target_ms: Option<f64>,
+    #[serde(default = "legacy::target_form")]
+    pub target_form: TargetForm,
+    /// λ of the target's loss.
+    #[serde(default = "legacy::target_weight")]
+    pub target_weight: f64,
     /// Architectures sampled from P_θ at the end (paper: 6).
     pub samples: usize,
     /// Random crops and flips on the training images.
@@ -81,8 +168,40 @@ pub struct SearchConfig {
     pub workers: usize,
 }
 
+/// What a configuration written before a field existed meant by its absence: the schedule of the first
+/// release (phases, soft mixture, per-batch noise, τ per epoch, no target).
+mod legacy {
+    use super::*;
+    pub fn theta_schedule() -> ThetaSchedule {
+        ThetaSchedule::Phase
+    }
+    pub fn theta_every() -> usize {
+        1
+    }
+    pub fn relaxation() -> Relaxation {
+        Relaxation::Soft
+    }
+    pub fn gumbel() -> Noise {
+        Noise::Batch
+    }
+    pub fn tau_end() -> f64 {
+        0.5
+    }
+    pub fn tau_anneal() -> TauAnneal {
+        TauAnneal::Epoch
+    }
+    pub fn target_form() -> TargetForm {
+        TargetForm::Elastic
+    }
+    pub fn target_weight() -> f64 {
+        1.0
+    }
+}
+
 impl Default for SearchConfig {
-    /// The paper's hyper-parameters (appendix A) with a short schedule.
+    /// The defaults: made to decide within a laptop's budget (a few thousand images, a few epochs) —
+    /// θ after every weight batch at ten times the paper's rate, the hard relaxation, τ from 5 to 0.5
+    /// per step, noise per image. The README says which of these the paper used and why they differ.
     fn default() -> Self {
         SearchConfig {
             data: "fashion-mnist".into(),
@@ -95,16 +214,25 @@ impl Default for SearchConfig {
             epochs: 10,
             freeze_epochs: 1,
             batch_size: 64,
-            lr: 0.1,
+            lr: 0.05,
             momentum: 0.9,
             weight_decay: 1e-4,
-            theta_lr: 1e-2,
+            theta_lr: 0.1,
             theta_weight_decay: 5e-4,
+            theta_schedule: ThetaSchedule::Interleaved,
+            theta_every: 1,
+            relaxation: Relaxation::Hard,
+            gumbel: Noise::Image,
             tau: 5.0,
+            tau_end: 0.5,
+            tau_anneal: TauAnneal::Exponential,
             tau_decay: 0.045,
             loss: LossForm::Multiplicative,
             alpha: 0.2,
             beta: 0.6,
+            target_ms: None,
+            target_form: TargetForm::Elastic,
+            target_weight: 1.0,
             samples: 6,
             augment: true,
             seed: 0,
@@ -114,37 +242,92 @@ impl Default for SearchConfig {
 }
 
 impl SearchConfig {
+    /// The paper's settings (section 3.3, appendix A) on this configuration: phases of whole epochs,
+    /// the soft mixture, τ from 5 decayed by exp(−0.045) per epoch, SGD lr 0.1 and Adam lr 1e-2 for θ.
+    pub fn paper(self) -> SearchConfig {
+        SearchConfig {
+            lr: 0.1,
+            theta_lr: 1e-2,
+            theta_weight_decay: 5e-4,
+            theta_schedule: ThetaSchedule::Phase,
+            relaxation: Relaxation::Soft,
+            tau: 5.0,
+            tau_anneal: TauAnneal::Epoch,
+            tau_decay: 0.045,
+            loss: LossForm::Multiplicative,
+            alpha: 0.2,
+            beta: 0.6,
+            ..self
+        }
+    }
+
     pub fn latency_loss(&self) -> LatencyLoss {
         let (alpha, beta) = (self.alpha, self.beta);
+        if let Some(t) = self.target_ms {
+            let (target_us, weight) = (t * 1000.0, self.target_weight);
+            return match self.target_form {
+                TargetForm::Elastic => LatencyLoss::Elastic { target_us, weight },
+                TargetForm::Mnas => LatencyLoss::Mnas { target_us, weight },
+            };
+        }
         match self.loss {
             LossForm::Multiplicative => LatencyLoss::Multiplicative { alpha, beta },
             LossForm::Additive => LatencyLoss::Additive { alpha, beta },
         }
     }
 
-    /// The temperature of epoch `e` (0-based).
-    pub fn tau_at(&self, epoch: usize) -> f64 {
-        self.tau * (-self.tau_decay * epoch as f64).exp()
+    /// The temperature at weight step `step` (0-based, of `total`) in epoch `epoch` (0-based).
+    pub fn tau_at(&self, epoch: usize, step: u64, total: u64) -> f64 {
+        let f = step as f64 / total.max(1) as f64;
+        match self.tau_anneal {
+            TauAnneal::Epoch => self.tau * (-self.tau_decay * epoch as f64).exp(),
+            TauAnneal::Exponential => self.tau * (self.tau_end / self.tau).powf(f),
+            TauAnneal::Linear => self.tau + (self.tau_end - self.tau) * f,
+        }
     }
 
-    fn check(&self) -> Result<()> {
+    /// Checks the values that do not need the table (the target's reachability needs it).
+    pub fn check(&self) -> Result<()> {
         ensure!(self.epochs > 0, "--epochs must be at least 1");
         ensure!(self.batch_size > 0, "--batch-size must be at least 1");
+        ensure!(
+            self.theta_every > 0,
+            "--theta-every must be at least 1 (weight batches per θ batch)"
+        );
         ensure!(
             self.split > 0.0 && self.split < 1.0,
             "--split {} must be between 0 and 1",
             self.split
         );
-        ensure!(self.tau > 0.0, "--tau must be positive");
+        ensure!(
+            self.tau.is_finite() && self.tau > 0.0,
+            "--tau {} must be positive",
+            self.tau
+        );
+        if self.tau_anneal != TauAnneal::Epoch {
+            ensure!(
+                self.tau_end.is_finite() && self.tau_end > 0.0 && self.tau_end <= self.tau,
+                "--tau-end {} must be positive and at most --tau {}: the temperature anneals down",
+                self.tau_end,
+                self.tau
+            );
+        }
         for (name, v) in [
             ("lr", self.lr),
             ("theta-lr", self.theta_lr),
             ("alpha", self.alpha),
             ("beta", self.beta),
+            ("target-weight", self.target_weight),
         ] {
             ensure!(
                 v.is_finite() && v >= 0.0,
                 "--{name} {v} must be a non-negative number"
+            );
+        }
+        if let Some(t) = self.target_ms {
+            ensure!(
+                t.is_finite() && t > 0.0,
+                "--target-ms {t} must be a positive number of milliseconds"
             );
         }
         Ok(())
@@ -171,6 +354,20 @@ pub struct EpochMetrics {
     pub entropy: f64,
     pub seconds: f64,
     pub images_per_second: f64,
+    /// τ at the end of the epoch (per-step annealing moves it within the epoch).
+    #[serde(default)]
+    pub tau_end: f64,
+    /// θ steps taken so far in the run.
+    #[serde(default)]
+    pub theta_steps: u64,
+    /// Per layer: the entropy of P_θ and the index of its most likely candidate.
+    #[serde(default)]
+    pub layer_entropy: Vec<f64>,
+    #[serde(default)]
+    pub winners: Vec<usize>,
+    /// Latency of the per-layer most likely architecture, µs, from the table.
+    #[serde(default)]
+    pub argmax_latency_us: f64,
 }
 
 /// Where the search is, for a progress display.
@@ -178,25 +375,36 @@ pub struct EpochMetrics {
 pub struct Progress {
     pub epoch: usize,
     pub epochs: usize,
-    /// `weights` or `theta`.
+    /// `weights` or `theta` (phases), `search` (interleaved).
     pub phase: &'static str,
     pub step: usize,
     pub steps: usize,
+    /// Running CE and accuracy of the phase's batches (interleaved: of the weight batches)…
     pub ce: f64,
     pub acc: f64,
+    /// …and of this epoch's θ batches.
+    pub theta_ce: f64,
+    pub theta_acc: f64,
     pub expected_latency_us: f64,
+    pub tau: f64,
+    /// The last report of the epoch.
+    pub end_of_epoch: bool,
 }
 
 /// What the checkpoint's JSON half holds (the tensors are in safetensors files beside it).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct CheckpointMeta {
     epochs_done: usize,
-    /// Temperature of the next epoch (derived from the epoch; recorded for people reading the file).
+    /// Temperature of the next step (derived from the step; recorded for people reading the file).
     tau: f64,
     weight_steps: u64,
     adam_steps: u64,
     gumbel_rng: u64,
     space_hash: String,
+    /// Where the θ batches stand: the pass over θ's split and the batches of it already taken (absent
+    /// in checkpoints of the first release, whose phases made one pass per epoch).
+    #[serde(default)]
+    theta_cursor: Option<(u64, usize)>,
 }
 
 /// An architecture the search produced, with its predicted cost.
@@ -221,8 +429,20 @@ pub struct SearchResult {
     pub dtype: Dtype,
     /// Per layer: candidate names, θ and P_θ.
     pub layers: Vec<LayerResult>,
+    /// The architecture to train: the most likely one (within [0.9 T, T] when a target T is set).
     pub best: Candidate,
     pub samples: Vec<Candidate>,
+    /// θ steps the run took, and the noise level of a layer's lead they imply (see `decision`).
+    #[serde(default)]
+    pub theta_steps: u64,
+    #[serde(default)]
+    pub noise_margin: f64,
+    /// The latency target, ms, and the per-layer most likely architecture when the target made `best`
+    /// another one.
+    #[serde(default)]
+    pub target_ms: Option<f64>,
+    #[serde(default)]
+    pub argmax: Option<Candidate>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -230,6 +450,9 @@ pub struct LayerResult {
     pub candidates: Vec<Block>,
     pub theta: Vec<f64>,
     pub probs: Vec<f64>,
+    /// How far the most likely candidate leads, and whether by more than the noise.
+    #[serde(default)]
+    pub decision: Option<LayerDecision>,
 }
 
 /// The data of a search: the two splits and how to load them.
@@ -238,7 +461,6 @@ struct SearchData {
     weights: Vec<usize>,
     theta: Vec<usize>,
     train: LoaderConfig,
-    eval: LoaderConfig,
 }
 
 fn prepare_data(cfg: &SearchConfig, space: &Space) -> Result<SearchData> {
@@ -285,7 +507,7 @@ fn prepare_data(cfg: &SearchConfig, space: &Space) -> Result<SearchData> {
     } else {
         Augment::eval(size, c)
     }
-    .with_mean_std(mean.clone(), std.clone());
+    .with_mean_std(mean, std);
     let loader = |augment: Augment, shuffle: bool| LoaderConfig {
         batch_size: cfg.batch_size,
         workers: cfg.workers,
@@ -300,8 +522,39 @@ fn prepare_data(cfg: &SearchConfig, space: &Space) -> Result<SearchData> {
         weights,
         theta,
         train: loader(train_aug, true),
-        eval: loader(Augment::eval(size, c).with_mean_std(mean, std), true),
     })
+}
+
+/// Where the θ batches stand: they cycle through θ's split, pass after pass, independently of the
+/// weights' epochs; the position is part of the checkpoint, so a resumed run takes the same batches.
+struct ThetaCursor {
+    pass: u64,
+    /// Batches of this pass already taken.
+    taken: usize,
+    loader: Option<Loader>,
+}
+
+impl ThetaCursor {
+    fn next(&mut self, data: &SearchData) -> Result<data::Batch> {
+        loop {
+            if self.loader.is_none() {
+                self.loader = Some(data::batches_from(
+                    data.source.clone(),
+                    &data.theta,
+                    &data.train,
+                    self.pass,
+                    self.taken,
+                )?);
+            }
+            if let Some(batch) = self.loader.as_mut().and_then(Iterator::next) {
+                self.taken += 1;
+                return batch;
+            }
+            self.pass += 1;
+            self.taken = 0;
+            self.loader = None;
+        }
+    }
 }
 
 /// The search state that a checkpoint holds.
@@ -315,6 +568,22 @@ struct State {
     epochs_done: usize,
     weight_steps: u64,
     gumbel: SplitMix,
+    cursor: ThetaCursor,
+}
+
+/// A layer's way of combining its candidates for one batch.
+enum Sampled {
+    Soft(Vec<Tensor>),
+    Hard(Vec<Choice>),
+}
+
+impl Sampled {
+    fn mix(&self) -> Mix<'_> {
+        match self {
+            Sampled::Soft(m) => Mix::Soft(m),
+            Sampled::Hard(p) => Mix::Hard(p),
+        }
+    }
 }
 
 impl State {
@@ -335,33 +604,62 @@ impl State {
             epochs_done: 0,
             weight_steps: 0,
             gumbel: SplitMix::new(cfg.seed ^ 0x6a09_e667_f3bc_c908),
+            cursor: ThetaCursor {
+                pass: 0,
+                taken: 0,
+                loader: None,
+            },
         })
     }
 
-    /// The layers' mixing weights: Gumbel-softmax samples at temperature `tau` (differentiable in θ
-    /// when `train_theta`), or P_θ itself without a temperature.
-    fn mix(&mut self, tau: Option<f64>, train_theta: bool) -> Result<Vec<Tensor>> {
+    /// The layers' candidates for a batch of `n` images at temperature `tau`: Gumbel-softmax mixtures
+    /// (soft) or sampled paths (hard), differentiable in θ when `train_theta`.
+    fn sample(
+        &mut self,
+        cfg: &SearchConfig,
+        tau: f64,
+        n: usize,
+        train_theta: bool,
+    ) -> Result<Sampled> {
+        let rows = (cfg.gumbel == Noise::Image).then_some(n);
+        let mut soft = Vec::new();
+        let mut hard = Vec::new();
+        for t in &self.theta {
+            let theta = if train_theta {
+                t.as_tensor().clone()
+            } else {
+                t.as_tensor().detach()
+            };
+            match cfg.relaxation {
+                Relaxation::Soft => soft.push(gumbel_softmax(&theta, tau, rows, &mut self.gumbel)?),
+                Relaxation::Hard => {
+                    let (index, weights) = gumbel_hard(&theta, tau, rows, &mut self.gumbel)?;
+                    hard.push(Choice {
+                        index,
+                        weights: train_theta.then_some(weights),
+                    });
+                }
+            }
+        }
+        Ok(match cfg.relaxation {
+            Relaxation::Soft => Sampled::Soft(soft),
+            Relaxation::Hard => Sampled::Hard(hard),
+        })
+    }
+
+    /// P_θ = softmax(θ) per layer, as tensors (differentiable in θ).
+    fn softmax(&self) -> Result<Vec<Tensor>> {
         self.theta
             .iter()
-            .map(|t| {
-                let theta = if train_theta {
-                    t.as_tensor().clone()
-                } else {
-                    t.as_tensor().detach()
-                };
-                match tau {
-                    Some(tau) => gumbel_softmax(&theta, tau, &mut self.gumbel),
-                    None => Ok(candle_nn::ops::softmax(&theta, D::Minus1)?),
-                }
-            })
+            .map(|t| Ok(candle_nn::ops::softmax(t.as_tensor(), D::Minus1)?))
             .collect()
     }
 
     fn probs(&self) -> Result<Vec<Vec<f64>>> {
-        self.theta
+        self.softmax()?
             .iter()
-            .map(|t| {
-                let p: Vec<f32> = candle_nn::ops::softmax(t.as_tensor(), D::Minus1)?.to_vec1()?;
+            .map(|p| {
+                let p: Vec<f32> = p.to_vec1()?;
                 Ok(p.into_iter().map(f64::from).collect())
             })
             .collect()
@@ -387,6 +685,7 @@ impl State {
                 adam_steps: self.adam.steps,
                 gumbel_rng: self.gumbel.state(),
                 space_hash: self.net.space.hash(),
+                theta_cursor: Some((self.cursor.pass, self.cursor.taken)),
             };
             write_atomic(
                 &tmp.join("meta.json"),
@@ -426,12 +725,68 @@ impl State {
         self.epochs_done = meta.epochs_done;
         self.weight_steps = meta.weight_steps;
         self.gumbel = SplitMix::new(meta.gumbel_rng);
+        let (pass, taken) = meta.theta_cursor.unwrap_or((meta.epochs_done as u64, 0));
+        self.cursor = ThetaCursor {
+            pass,
+            taken,
+            loader: None,
+        };
         Ok(())
     }
 }
 
+/// One θ batch: a step of Adam on the latency-aware loss (or, while θ is frozen, only its CE and
+/// accuracy, for the record), counted in `tally`. Returns the expected latency of P_θ after it.
+#[allow(clippy::too_many_arguments)]
+fn theta_batch(
+    st: &mut State,
+    cfg: &SearchConfig,
+    data: &SearchData,
+    table: &LatencyTable,
+    tau: f64,
+    learn: bool,
+    device: &Device,
+    at: (usize, usize, &RunDir),
+    tally: &mut Tally,
+) -> Result<f64> {
+    let (epoch, step, run) = at;
+    let (x, y) = batch_tensors(st.cursor.next(data)?, device)?;
+    let n = y.dim(0)?;
+    let sampled = st.sample(cfg, tau, n, learn)?;
+    let logits = st.net.forward(&x, Some(sampled.mix()), true)?;
+    let (ce, ok) = ce_and_correct(&logits, &y)?;
+    let v = finite(
+        ce.to_scalar::<f32>()? as f64,
+        "cross-entropy",
+        epoch,
+        step,
+        run,
+    )?;
+    if learn {
+        // the paper's expected latency of the sampled mixture (eq. 7); for the hard relaxation the
+        // expectation under P_θ itself, since its sample is one-hot
+        let lat = match &sampled {
+            Sampled::Soft(m) => table.expected(m)?,
+            Sampled::Hard(_) => table.expected(&st.softmax()?)?,
+        };
+        let loss = cfg.latency_loss().combine(&ce, &lat)?;
+        finite(loss.to_scalar::<f32>()? as f64, "loss", epoch, step, run)?;
+        let grads = loss.backward()?;
+        let params: Vec<(&str, &Var)> = st
+            .theta_names
+            .iter()
+            .map(String::as_str)
+            .zip(st.theta.iter())
+            .collect();
+        st.adam.step(&params, &grads, cfg.theta_lr)?;
+    }
+    tally.add(v, ok, n);
+    Ok(table.expected_us(&st.probs()?))
+}
+
 /// Runs a search into `run` (a new run, or `resume` an interrupted one from its folder). `progress` is
 /// called after every step; setting `cancel` stops after the current step (the last checkpoint stays).
+/// The run folder's report is written apart (`search_report::write`), from the folder alone.
 pub fn search(
     cfg: &SearchConfig,
     run: &RunDir,
@@ -444,6 +799,10 @@ pub fn search(
     let lut = Lut::load(&cfg.lut)?;
     let space = lut.space.clone();
     let table = LatencyTable::new(&lut, &space, cfg.dtype)?;
+    if let Some(t) = cfg.target_ms {
+        decision::check_target(&table, t * 1000.0)
+            .with_context(|| format!("--target-ms {t} with {}", cfg.lut.display()))?;
+    }
     run.start(cfg, resume, "search")?;
     let data = prepare_data(cfg, &space)?;
     let mut st = State::new(&space, cfg, device)?;
@@ -452,8 +811,8 @@ pub fn search(
         truncate_metrics(&run.metrics(), st.epochs_done)?;
     }
     let steps_per_epoch = data::batch_count(data.weights.len(), cfg.batch_size, true);
+    let theta_per_pass = data::batch_count(data.theta.len(), cfg.batch_size, true);
     let total_steps = (steps_per_epoch * cfg.epochs) as u64;
-    let loss_fn = cfg.latency_loss();
     // shared handles to the weights (cheap clones), so that `st` can be borrowed mutably in the loop
     let named: Vec<(String, crate::params::Param)> = st
         .net
@@ -463,15 +822,15 @@ pub fn search(
         .collect();
     let named: Vec<(&str, &crate::params::Param)> =
         named.iter().map(|(k, p)| (k.as_str(), p)).collect();
+    let interleaved = cfg.theta_schedule == ThetaSchedule::Interleaved;
 
     while st.epochs_done < cfg.epochs {
         let epoch = st.epochs_done;
         let started = Instant::now();
-        let tau = cfg.tau_at(epoch);
         let theta_on = epoch >= cfg.freeze_epochs;
         let mut lat_now = table.expected_us(&st.probs()?);
-        // weights on their split, mixing with θ held fixed
-        let (mut tally, mut lr) = (Tally::default(), cfg.lr);
+        let (mut train, mut theta, mut lr) = (Tally::default(), Tally::default(), cfg.lr);
+        let mut tau = cfg.tau_at(epoch, st.weight_steps, total_steps);
         let loader = data::batches(
             data.source.clone(),
             &data.weights,
@@ -479,12 +838,14 @@ pub fn search(
             epoch as u64,
         )?;
         let steps = loader.len();
+        let phase = if interleaved { "search" } else { "weights" };
         for (step, batch) in loader.enumerate() {
             stop_if_cancelled(cancel, epoch, run)?;
             let (x, y) = batch_tensors(batch?, device)?;
             lr = Schedule::Cosine.lr(cfg.lr, epoch, st.weight_steps, total_steps);
-            let m = st.mix(Some(tau), false)?;
-            let logits = st.net.forward(&x, Some(&m), true)?;
+            tau = cfg.tau_at(epoch, st.weight_steps, total_steps);
+            let sampled = st.sample(cfg, tau, y.dim(0)?, false)?;
+            let logits = st.net.forward(&x, Some(sampled.mix()), true)?;
             let (ce, ok) = ce_and_correct(&logits, &y)?;
             let v = finite(
                 ce.to_scalar::<f32>()? as f64,
@@ -496,104 +857,87 @@ pub fn search(
             let grads = ce.backward()?;
             st.sgd.step(&named, &grads, lr)?;
             st.weight_steps += 1;
-            tally.add(v, ok, y.dim(0)?);
+            train.add(v, ok, y.dim(0)?);
+            if interleaved && (step + 1) % cfg.theta_every == 0 {
+                let at = (epoch, step, run);
+                lat_now = theta_batch(
+                    &mut st, cfg, &data, &table, tau, theta_on, device, at, &mut theta,
+                )?;
+            }
             progress(&Progress {
                 epoch,
                 epochs: cfg.epochs,
-                phase: "weights",
+                phase,
                 step: step + 1,
                 steps,
-                ce: tally.ce(),
-                acc: tally.acc(),
+                ce: train.ce(),
+                acc: train.acc(),
+                theta_ce: theta.ce(),
+                theta_acc: theta.acc(),
                 expected_latency_us: lat_now,
+                tau,
+                end_of_epoch: interleaved && step + 1 == steps,
             });
         }
-        let train = tally;
-        // θ on its split (while frozen, the split is only evaluated)
-        let mut tally = Tally::default();
-        let aug = if theta_on { &data.train } else { &data.eval };
-        let loader = data::batches(data.source.clone(), &data.theta, aug, epoch as u64)?;
-        let steps = loader.len();
-        for (step, batch) in loader.enumerate() {
-            stop_if_cancelled(cancel, epoch, run)?;
-            let (x, y) = batch_tensors(batch?, device)?;
-            let (ce, ok) = if theta_on {
-                let m = st.mix(Some(tau), true)?;
-                let logits = st.net.forward(&x, Some(&m), true)?;
-                let (ce, ok) = ce_and_correct(&logits, &y)?;
-                let lat = table.expected(&m)?;
-                let loss = loss_fn.combine(&ce, &lat)?;
-                finite(loss.to_scalar::<f32>()? as f64, "loss", epoch, step, run)?;
-                let grads = loss.backward()?;
-                let params: Vec<(&str, &Var)> = st
-                    .theta_names
-                    .iter()
-                    .map(String::as_str)
-                    .zip(st.theta.iter())
-                    .collect();
-                st.adam.step(&params, &grads, cfg.theta_lr)?;
-                lat_now = table.expected_us(&st.probs()?);
-                (ce, ok)
-            } else {
-                let m = st.mix(None, false)?;
-                // training-mode BN, as in the θ steps that follow the frozen epochs
-                let logits = st.net.forward(&x, Some(&m), true)?.detach();
-                ce_and_correct(&logits, &y)?
-            };
-            let v = finite(
-                ce.to_scalar::<f32>()? as f64,
-                "cross-entropy",
-                epoch,
-                step,
-                run,
-            )?;
-            tally.add(v, ok, y.dim(0)?);
-            progress(&Progress {
-                epoch,
-                epochs: cfg.epochs,
-                phase: "theta",
-                step: step + 1,
-                steps,
-                ce: tally.ce(),
-                acc: tally.acc(),
-                expected_latency_us: lat_now,
-            });
+        if !interleaved {
+            // the paper's phase: one pass over θ's split (while frozen, only evaluated)
+            for step in 0..theta_per_pass {
+                stop_if_cancelled(cancel, epoch, run)?;
+                let at = (epoch, step, run);
+                lat_now = theta_batch(
+                    &mut st, cfg, &data, &table, tau, theta_on, device, at, &mut theta,
+                )?;
+                progress(&Progress {
+                    epoch,
+                    epochs: cfg.epochs,
+                    phase: "theta",
+                    step: step + 1,
+                    steps: theta_per_pass,
+                    ce: theta.ce(),
+                    acc: theta.acc(),
+                    theta_ce: theta.ce(),
+                    theta_acc: theta.acc(),
+                    expected_latency_us: lat_now,
+                    tau,
+                    end_of_epoch: step + 1 == theta_per_pass,
+                });
+            }
         }
         let probs = st.probs()?;
         let seconds = started.elapsed().as_secs_f64();
+        let winners = decision::argmax_each(&probs);
         let metrics = EpochMetrics {
             epoch: epoch + 1,
-            tau,
+            tau: cfg.tau_at(epoch, st.weight_steps - steps as u64, total_steps),
             lr,
             theta_trained: theta_on,
             train_ce: train.ce(),
             train_acc: train.acc(),
-            theta_ce: tally.ce(),
-            theta_acc: tally.acc(),
+            theta_ce: theta.ce(),
+            theta_acc: theta.acc(),
             expected_latency_us: table.expected_us(&probs),
             entropy: mean_entropy(&probs),
             seconds,
-            images_per_second: (train.seen + tally.seen) as f64 / seconds,
+            images_per_second: (train.seen + theta.seen) as f64 / seconds,
+            tau_end: tau,
+            theta_steps: st.adam.steps,
+            layer_entropy: probs.iter().map(|p| entropy(p)).collect(),
+            argmax_latency_us: table.latency_of(&winners),
+            winners,
         };
         st.epochs_done += 1;
-        st.save(&run.checkpoint(), cfg.tau_at(st.epochs_done))?;
+        st.save(
+            &run.checkpoint(),
+            cfg.tau_at(st.epochs_done, st.weight_steps, total_steps),
+        )?;
         append_line(&run.metrics(), &serde_json::to_string(&metrics)?)?;
     }
-    finish(cfg, run, &lut, &st)
+    finish(cfg, run, &lut, &table, &st)
 }
 
 /// Mean over layers of the entropy of P_θ (nats).
 pub fn mean_entropy(probs: &[Vec<f64>]) -> f64 {
-    let sum: f64 = probs
-        .iter()
-        .map(|p| {
-            -p.iter()
-                .filter(|&&v| v > 0.0)
-                .map(|v| v * v.ln())
-                .sum::<f64>()
-        })
-        .sum();
-    sum / probs.len().max(1) as f64
+    probs.iter().map(|p| entropy(p)).sum::<f64>() / probs.len().max(1) as f64
 }
 
 /// A named architecture of the space with its predicted cost.
@@ -636,38 +980,69 @@ fn candidate(
     })
 }
 
-/// Writes the end results: θ and P_θ, the most likely architecture and samples from P_θ.
-fn finish(cfg: &SearchConfig, run: &RunDir, lut: &Lut, st: &State) -> Result<SearchResult> {
+/// Writes the end results: θ and P_θ with each layer's decision, the architecture to train (the most
+/// likely one, within the target if one is set) and samples from P_θ.
+fn finish(
+    cfg: &SearchConfig,
+    run: &RunDir,
+    lut: &Lut,
+    table: &LatencyTable,
+    st: &State,
+) -> Result<SearchResult> {
     let probs = st.probs()?;
+    let thetas: Vec<Vec<f64>> = st
+        .theta
+        .iter()
+        .map(|t| {
+            Ok(t.as_tensor()
+                .to_vec1::<f32>()?
+                .into_iter()
+                .map(f64::from)
+                .collect())
+        })
+        .collect::<Result<_>>()?;
+    let noise_margin = decision::noise_margin(cfg.theta_lr, st.adam.steps);
     let layers: Vec<LayerResult> = st
         .net
         .layers
         .iter()
-        .zip(&st.theta)
+        .zip(&thetas)
         .zip(&probs)
-        .map(|((l, t), p)| {
-            Ok(LayerResult {
-                candidates: l.candidates.clone(),
-                theta: t
-                    .as_tensor()
-                    .to_vec1::<f32>()?
-                    .into_iter()
-                    .map(f64::from)
-                    .collect(),
-                probs: p.clone(),
-            })
-        })
-        .collect::<Result<_>>()?;
-    let best_choices = layers
-        .iter()
-        .map(|l| {
-            let i = (0..l.probs.len())
-                .max_by(|&a, &b| l.probs[a].total_cmp(&l.probs[b]))
-                .unwrap_or(0);
-            l.candidates[i]
+        .map(|((l, t), p)| LayerResult {
+            candidates: l.candidates.clone(),
+            theta: t.clone(),
+            probs: p.clone(),
+            decision: Some(LayerDecision::of(t, p, noise_margin)),
         })
         .collect();
-    let best = candidate("searched-best", best_choices, &probs, st, lut, run)?;
+    let pick = |indices: &[usize]| -> Vec<Block> {
+        layers
+            .iter()
+            .zip(indices)
+            .map(|(l, &i)| l.candidates[i])
+            .collect()
+    };
+    let winners = decision::argmax_each(&probs);
+    let chosen = match cfg.target_ms {
+        Some(t) => decision::most_likely_within(table, &probs, 0.9 * t * 1000.0, t * 1000.0)
+            .with_context(|| {
+                format!("no architecture of the space lies within 0.9–1.0 × the target {t} ms")
+            })?,
+        None => winners.clone(),
+    };
+    let best = candidate("searched-best", pick(&chosen), &probs, st, lut, run)?;
+    let argmax = if chosen != winners {
+        Some(candidate(
+            "searched-argmax",
+            pick(&winners),
+            &probs,
+            st,
+            lut,
+            run,
+        )?)
+    } else {
+        None
+    };
     let mut rng = SplitMix::new(cfg.seed ^ 0xbb67_ae85_84ca_a73b);
     let mut samples = Vec::new();
     for k in 0..cfg.samples {
@@ -701,16 +1076,31 @@ fn finish(cfg: &SearchConfig, run: &RunDir, lut: &Lut, st: &State) -> Result<Sea
         layers,
         best,
         samples,
+        theta_steps: st.adam.steps,
+        noise_margin,
+        target_ms: cfg.target_ms,
+        argmax,
     };
     write_atomic(
         &run.result(),
         serde_json::to_string_pretty(&result)?.as_bytes(),
     )?;
-    crate::search_report::write(run, cfg, lut, &result)?;
     Ok(result)
 }
 
 /// Reads a search run's metrics.
 pub fn read_metrics(run: &RunDir) -> Result<Vec<EpochMetrics>> {
     crate::runs::read_metrics(run)
+}
+
+/// Reads a finished search's `result.json`.
+pub fn read_result(run: &RunDir) -> Result<SearchResult> {
+    let path = run.result();
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{}: no search result (is the search finished?)",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a search result", path.display()))
 }

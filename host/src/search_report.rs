@@ -1,12 +1,14 @@
-//! The human side of a finished search: the heat map of P_θ, the drawing of the chosen architecture and
-//! a short markdown report, all in the run folder.
+//! The human side of a finished search, written from its run folder alone (`fbnet report RUN` rewrites
+//! it): the heat map of P_θ, the per-epoch curves, the drawing of the chosen architecture and
+//! `report.md` with how decided each layer is.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use mobile_core::Arch;
 use mobile_core::lut::Lut;
 
+use crate::charts::{Panel, line_charts_svg};
 use crate::report::{LayerProbs, arch_svg, heatmap_png, layer_label, markdown_table, write_atomic};
-use crate::search::{Candidate, RunDir, SearchConfig, SearchResult, read_metrics};
+use crate::search::{Candidate, EpochMetrics, RunDir, SearchConfig, read_metrics, read_result};
 
 fn latency_cells(c: &Candidate) -> String {
     c.latency_us
@@ -27,8 +29,76 @@ fn candidate_row(c: &Candidate) -> Vec<String> {
     ]
 }
 
-/// Writes `heatmap.png`, `arch.svg` and `report.md` into the run folder (the space searched is the table's).
-pub fn write(run: &RunDir, cfg: &SearchConfig, lut: &Lut, result: &SearchResult) -> Result<()> {
+/// The per-epoch curves: CE and accuracy on both splits, E[LAT] and the most likely architecture's
+/// latency, mean entropy of P_θ, τ.
+fn curves(metrics: &[EpochMetrics]) -> Vec<Panel> {
+    let series = |name: &str, f: &dyn Fn(&EpochMetrics) -> f64| {
+        (
+            name.to_string(),
+            metrics.iter().map(|m| (m.epoch as f64, f(m))).collect(),
+        )
+    };
+    let panel = |title: &str, series: Vec<(String, Vec<(f64, f64)>)>| Panel {
+        title: title.to_string(),
+        series,
+    };
+    vec![
+        panel(
+            "cross-entropy",
+            vec![
+                series("weights", &|m| m.train_ce),
+                series("θ split", &|m| m.theta_ce),
+            ],
+        ),
+        panel(
+            "accuracy %",
+            vec![
+                series("weights", &|m| 100.0 * m.train_acc),
+                series("θ split", &|m| 100.0 * m.theta_acc),
+            ],
+        ),
+        panel(
+            "latency µs",
+            vec![
+                series("E[LAT]", &|m| m.expected_latency_us),
+                series("argmax", &|m| m.argmax_latency_us),
+            ],
+        ),
+        panel(
+            "mean entropy of P_θ (nats)",
+            vec![series("entropy", &|m| m.entropy)],
+        ),
+        panel(
+            "τ at the end of the epoch",
+            vec![series("τ", &|m| m.tau_end)],
+        ),
+    ]
+}
+
+/// Layers whose most likely candidate changed during the last epoch (None with fewer than two epochs
+/// on record).
+fn changed_in_last_epoch(metrics: &[EpochMetrics]) -> Option<usize> {
+    let [.., a, b] = metrics else { return None };
+    (a.winners.len() == b.winners.len() && !b.winners.is_empty()).then(|| {
+        a.winners
+            .iter()
+            .zip(&b.winners)
+            .filter(|(x, y)| x != y)
+            .count()
+    })
+}
+
+/// Writes `heatmap.png`, `curves.svg`, `arch.svg` and `report.md` into a finished search's folder, from
+/// its `config.json`, `metrics.jsonl`, `result.json` and the table the configuration names.
+pub fn write(run: &RunDir) -> Result<()> {
+    let cfg: SearchConfig = run.load_config("search")?;
+    let result = read_result(run)?;
+    let lut = Lut::load(&cfg.lut).with_context(|| {
+        format!(
+            "{}: the search's latency table is needed for its report",
+            run.config().display()
+        )
+    })?;
     let space = &lut.space;
     let layers: Vec<LayerProbs> = space
         .layers()
@@ -45,6 +115,10 @@ pub fn write(run: &RunDir, cfg: &SearchConfig, lut: &Lut, result: &SearchResult)
     arch_svg(&run.0.join("arch.svg"), &best)?;
 
     let metrics = read_metrics(run)?;
+    write_atomic(
+        &run.0.join("curves.svg"),
+        line_charts_svg(&curves(&metrics)).as_bytes(),
+    )?;
     let mut md = format!(
         "# Search {}\n\nSpace `{}` (hash {}), latency table `{}` ({}, {} threads, {}), searched on `{}` latencies.\n\n",
         run.0.display(),
@@ -61,7 +135,8 @@ pub fn write(run: &RunDir, cfg: &SearchConfig, lut: &Lut, result: &SearchResult)
         cfg.dtype
     );
     md += &format!(
-        "Data `{}`{}, batch {}, {} epochs (θ frozen for {}), loss {:?} α={} β={}, seed {}.\n\n",
+        "Data `{}`{}, batch {}, {} epochs (θ frozen for {}), θ {:?} (every {} weight batches when \
+         interleaved) at Adam lr {}, {:?} relaxation, Gumbel noise per {:?}, τ {} → {} ({:?}), {}, seed {}.\n\n",
         cfg.data,
         cfg.max_images
             .map(|m| format!(" (at most {m} images)"))
@@ -69,9 +144,21 @@ pub fn write(run: &RunDir, cfg: &SearchConfig, lut: &Lut, result: &SearchResult)
         cfg.batch_size,
         cfg.epochs,
         cfg.freeze_epochs,
-        cfg.loss,
-        cfg.alpha,
-        cfg.beta,
+        cfg.theta_schedule,
+        cfg.theta_every,
+        cfg.theta_lr,
+        cfg.relaxation,
+        cfg.gumbel,
+        cfg.tau,
+        metrics.last().map_or(cfg.tau, |m| m.tau_end),
+        cfg.tau_anneal,
+        match cfg.target_ms {
+            Some(t) => format!(
+                "latency target {t} ms ({:?}, λ={})",
+                cfg.target_form, cfg.target_weight
+            ),
+            None => format!("loss {:?} α={} β={}", cfg.loss, cfg.alpha, cfg.beta),
+        },
         cfg.seed
     );
     md += "## Epochs\n\n";
@@ -105,9 +192,34 @@ pub fn write(run: &RunDir, cfg: &SearchConfig, lut: &Lut, result: &SearchResult)
         ],
         &rows,
     );
-    md +=
-        "\n## Result\n\n![P_θ per layer](heatmap.png)\n\n![most likely architecture](arch.svg)\n\n";
+    md += "\n![per-epoch curves](curves.svg)\n";
+    md += &decisions(&result, &metrics);
+    md += "\n## Result\n\n![P_θ per layer](heatmap.png)\n\n![the architecture to train](arch.svg)\n\n";
+    if let Some(t) = result.target_ms {
+        let lat = result
+            .best
+            .latency_us
+            .iter()
+            .find(|(d, _)| *d == result.dtype)
+            .map_or(f64::NAN, |x| x.1);
+        md += &format!(
+            "Latency target {t} ms at {}: `searched-best` is the most likely architecture whose predicted \
+             latency lies in [{:.3}, {t}] ms; it takes {:.3} ms ({:.1}% of the target).{}\n\n",
+            result.dtype,
+            0.9 * t,
+            lat / 1000.0,
+            100.0 * lat / 1000.0 / t,
+            match &result.argmax {
+                Some(a) => format!(
+                    " The per-layer most likely architecture (`searched-argmax`, log P_θ {:.2} against {:.2}) lies outside.",
+                    a.log_prob, result.best.log_prob
+                ),
+                None => " It is also the per-layer most likely architecture.".into(),
+            }
+        );
+    }
     let mut rows = vec![candidate_row(&result.best)];
+    rows.extend(result.argmax.iter().map(candidate_row));
     rows.extend(result.samples.iter().map(candidate_row));
     md += &markdown_table(
         &[
@@ -122,4 +234,66 @@ pub fn write(run: &RunDir, cfg: &SearchConfig, lut: &Lut, result: &SearchResult)
     );
     md += "\nEach architecture is a file in this folder (`<name>.json`) that `fbnet arch show` accepts.\n";
     write_atomic(&run.0.join("report.md"), md.as_bytes())
+}
+
+/// The section on how decided each layer is, and a warning when noise could have chosen.
+fn decisions(result: &crate::search::SearchResult, metrics: &[EpochMetrics]) -> String {
+    let mut md = String::from("\n## Decision per layer\n\n");
+    let decided: Vec<_> = result
+        .layers
+        .iter()
+        .filter_map(|l| l.decision.as_ref())
+        .collect();
+    if decided.len() != result.layers.len() {
+        return md + "This run's result predates per-layer decisions.\n";
+    }
+    let undecided = decided.iter().filter(|d| !d.decided).count();
+    md += &format!(
+        "{} θ steps; noise margin 2·lr·√steps = {:.3} (the lead in θ that gradients of random sign reach \
+         with two standard deviations). {} of {} layers lead by more than that.{}\n\n",
+        result.theta_steps,
+        result.noise_margin,
+        decided.len() - undecided,
+        decided.len(),
+        match changed_in_last_epoch(metrics) {
+            Some(n) =>
+                format!(" {n} layers changed their most likely candidate in the last epoch."),
+            None => String::new(),
+        }
+    );
+    if undecided > 0 {
+        md += &format!(
+            "**Warning**: {undecided} layers are decided by less than the noise: their choice in the \
+             architecture is not a preference of the search (search longer, or with a larger --theta-lr).\n\n"
+        );
+    }
+    let rows: Vec<Vec<String>> = result
+        .layers
+        .iter()
+        .zip(&decided)
+        .enumerate()
+        .map(|(i, (l, d))| {
+            vec![
+                format!("l{i}"),
+                l.candidates[d.winner].name().to_string(),
+                format!("{:.3}", l.probs[d.winner]),
+                l.candidates[d.runner_up].name().to_string(),
+                format!("{:.3}", d.theta_lead),
+                format!("{:.3}", d.entropy),
+                if d.decided { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    md + &markdown_table(
+        &[
+            "layer",
+            "winner",
+            "P",
+            "runner-up",
+            "θ lead",
+            "entropy",
+            "decided",
+        ],
+        &rows,
+    )
 }

@@ -19,6 +19,37 @@ pub struct Layer {
     nets: Vec<Option<BlockNet>>,
 }
 
+/// How the searchable layers of a super net combine their candidates in one forward pass.
+#[derive(Clone, Copy, Debug)]
+pub enum Mix<'a> {
+    /// The soft relaxation `Σ_i m_i · b_i(x)` over every candidate, with one weight vector `[k]` per
+    /// layer, or one row per image `[n, k]`.
+    Soft(&'a [Tensor]),
+    /// One path: each layer runs only the candidate it names.
+    Hard(&'a [Choice]),
+}
+
+/// A layer's candidate on a hard path: one for the batch, or one per image.
+#[derive(Clone, Debug)]
+pub struct Choice {
+    /// The candidate of the batch (one entry), or of each image.
+    pub index: Vec<usize>,
+    /// Straight-through weights when θ learns from the path, `[k]` for the batch or `[n, k]` per image,
+    /// one-hot in value: an image's output is scaled by its candidate's entry, which is 1 forward and
+    /// carries θ's gradient backward.
+    pub weights: Option<Tensor>,
+}
+
+impl Choice {
+    /// The same candidate for every image.
+    pub fn batch(index: usize, weights: Option<Tensor>) -> Choice {
+        Choice {
+            index: vec![index],
+            weights,
+        }
+    }
+}
+
 /// A network of a space: stem, searchable layers, head, classifier.
 #[derive(Debug)]
 pub struct Network {
@@ -104,20 +135,24 @@ impl Network {
         Network::build(&arch.space, choices, device, seed)
     }
 
-    /// Logits `[n, classes]` of images `[n, c, h, w]`. `mix` holds one weight vector per layer (the super
-    /// net's Gumbel-softmax samples); without it every layer must have a single candidate.
-    pub fn forward(&self, x: &Tensor, mix: Option<&[Tensor]>, train: bool) -> Result<Tensor> {
+    /// Logits `[n, classes]` of images `[n, c, h, w]`. `mix` says how the super net's layers combine
+    /// their candidates (one entry per layer); without it every layer must have a single candidate.
+    pub fn forward(&self, x: &Tensor, mix: Option<Mix<'_>>, train: bool) -> Result<Tensor> {
         self.logits(&self.features(x, mix, train)?)
     }
 
     /// The classifier's input `[n, head channels]`: the globally pooled head output, where training from
     /// scratch applies dropout.
-    pub fn features(&self, x: &Tensor, mix: Option<&[Tensor]>, train: bool) -> Result<Tensor> {
-        if let Some(m) = mix {
+    pub fn features(&self, x: &Tensor, mix: Option<Mix<'_>>, train: bool) -> Result<Tensor> {
+        let entries = match mix {
+            Some(Mix::Soft(m)) => Some(m.len()),
+            Some(Mix::Hard(p)) => Some(p.len()),
+            None => None,
+        };
+        if let Some(n) = entries {
             ensure!(
-                m.len() == self.layers.len(),
-                "{} mixing vectors for {} layers",
-                m.len(),
+                n == self.layers.len(),
+                "{n} mixing entries for {} layers",
                 self.layers.len()
             );
         }
@@ -125,7 +160,8 @@ impl Network {
         for (l, layer) in self.layers.iter().enumerate() {
             h = match mix {
                 _ if layer.nets.len() == 1 => run(&layer.nets[0], &h, train)?,
-                Some(m) => {
+                Some(Mix::Hard(paths)) => layer.path(l, &paths[l], &h, train)?,
+                Some(Mix::Soft(m)) => {
                     let mut acc: Option<Tensor> = None;
                     for (i, net) in layer.nets.iter().enumerate() {
                         let y = run(net, &h, train)?;
@@ -149,6 +185,61 @@ impl Network {
     /// Logits of pooled features.
     pub fn logits(&self, features: &Tensor) -> Result<Tensor> {
         self.classifier.forward(features)
+    }
+}
+
+impl Layer {
+    /// The layer's output on a hard path: the batch through its one candidate, or each image through
+    /// its own (the images grouped by candidate, each group run as a batch, the outputs put back in
+    /// the images' order).
+    fn path(&self, l: usize, choice: &Choice, h: &Tensor, train: bool) -> Result<Tensor> {
+        let net = |i: usize| {
+            self.nets.get(i).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "layer {l} has {} candidates, the path takes candidate {i}",
+                    self.nets.len()
+                )
+            })
+        };
+        let scaled = |y: Tensor, w: Option<&Tensor>, i: usize| match w {
+            Some(w) => Ok::<_, anyhow::Error>(weighted(&y, w, i)?),
+            None => Ok(y),
+        };
+        if let [i] = choice.index[..] {
+            return scaled(run(net(i)?, h, train)?, choice.weights.as_ref(), i);
+        }
+        let n = h.dim(0)?;
+        ensure!(
+            choice.index.len() == n,
+            "layer {l}: {} path entries for {n} images",
+            choice.index.len()
+        );
+        let device = h.device();
+        let (mut parts, mut order) = (Vec::new(), Vec::with_capacity(n));
+        for i in 0..self.nets.len() {
+            let images: Vec<u32> = (0..n)
+                .filter(|&b| choice.index[b] == i)
+                .map(|b| b as u32)
+                .collect();
+            if images.is_empty() {
+                continue;
+            }
+            let rows = Tensor::new(images.as_slice(), device)?;
+            let y = run(net(i)?, &h.index_select(&rows, 0)?, train)?;
+            let w = match &choice.weights {
+                Some(w) => Some(w.index_select(&rows, 0)?),
+                None => None,
+            };
+            parts.push(scaled(y, w.as_ref(), i)?);
+            order.extend(images);
+        }
+        // output row r holds image order[r]; put image b back at row b
+        let mut back = vec![0u32; n];
+        for (r, &b) in order.iter().enumerate() {
+            back[b as usize] = r as u32;
+        }
+        let back = Tensor::new(back.as_slice(), device)?;
+        Ok(Tensor::cat(&parts, 0)?.index_select(&back, 0)?)
     }
 }
 

@@ -164,6 +164,30 @@ fn search_refuses_bad_input_naming_the_problem() {
         err.contains("no-such-run") && err.contains("not a search run folder"),
         "{err}"
     );
+    // settings that make no sense are refused by name before the table is read
+    let err = fails(
+        &["search", "--lut", "missing.json", "--theta-every", "0"],
+        d,
+    );
+    assert!(err.contains("--theta-every"), "{err}");
+    let err = fails(
+        &[
+            "search",
+            "--lut",
+            "missing.json",
+            "--tau",
+            "1",
+            "--tau-end",
+            "2",
+        ],
+        d,
+    );
+    assert!(err.contains("--tau-end"), "{err}");
+    let err = fails(&["report", "no-such-run"], d);
+    assert!(
+        err.contains("no-such-run") && err.contains("not a search run folder"),
+        "{err}"
+    );
 }
 
 #[test]

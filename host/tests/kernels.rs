@@ -302,6 +302,42 @@ fn a_mix_term_added_to_the_sum_matches_multiply_and_add_and_their_gradients() {
     assert!(weighted_add(acc.as_tensor(), y.as_tensor(), m.as_tensor(), 5).is_err());
 }
 
+/// Per-image mixing weights `[n, k]` (Gumbel noise drawn per image): image `b` is scaled by row `b`,
+/// and each row gets its own gradient, as with the stock broadcast multiply of column `i`.
+#[test]
+fn per_image_mix_weights_scale_each_image_by_its_own_row() {
+    let acc = Var::from_tensor(&randn(&[3, 2, 5, 5], 61)).unwrap();
+    let y = Var::from_tensor(&randn(&[3, 2, 5, 5], 62)).unwrap();
+    let m = Var::from_tensor(&randn(&[3, 4], 63)).unwrap();
+    let col = m
+        .as_tensor()
+        .narrow(1, 1, 1)
+        .unwrap()
+        .reshape((3, 1, 1, 1))
+        .unwrap();
+    let ours = weighted_add(acc.as_tensor(), y.as_tensor(), m.as_tensor(), 1).unwrap();
+    let stock = (acc.as_tensor() + y.as_tensor().broadcast_mul(&col).unwrap()).unwrap();
+    assert!(max_diff(&ours, &stock) < 1e-6);
+    let g1 = probe(&ours, 64).backward().unwrap();
+    let g2 = probe(&stock, 64).backward().unwrap();
+    for v in [&acc, &y, &m] {
+        assert!(max_diff(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-4);
+    }
+    let alone = weighted(y.as_tensor(), m.as_tensor(), 1).unwrap();
+    let stock = y.as_tensor().broadcast_mul(&col).unwrap();
+    assert!(max_diff(&alone, &stock) < 1e-6);
+    let g1 = probe(&alone, 65).backward().unwrap();
+    let g2 = probe(&stock, 65).backward().unwrap();
+    let dm = g1.get(&m).unwrap();
+    assert!(max_diff(dm, g2.get(&m).unwrap()) < 1e-4);
+    // a row per image, not per batch: every image's weight has its own, non-zero gradient
+    let dm: Vec<Vec<f32>> = dm.to_vec2().unwrap();
+    assert!(dm.iter().all(|row| row[1] != 0.0 && row[0] == 0.0));
+    // a matrix must have a row per image
+    let wrong = randn(&[2, 4], 66);
+    assert!(weighted(y.as_tensor(), &wrong, 1).is_err());
+}
+
 /// The fused training-mode block (`kernels::block`) computes what the layer-by-layer composition of the
 /// single-layer kernels and stock matrix products computes: output, running statistics and the gradients
 /// of the input and every parameter, for every candidate with and without expansion, grouping and

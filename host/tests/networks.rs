@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use fbnet::supernet::Network;
+use fbnet::supernet::{Choice, Mix, Network};
 use mobile_core::onnx::weights::SplitMix;
 use mobile_core::{Arch, BUILTINS, Space};
 
@@ -76,11 +76,34 @@ fn a_one_hot_mix_makes_the_super_net_its_chosen_network() {
         &Device::Cpu,
     )
     .unwrap();
-    let a = supernet.forward(&x, Some(&one_hot), false).unwrap();
+    let a = supernet
+        .forward(&x, Some(Mix::Soft(&one_hot)), false)
+        .unwrap();
     let b = standalone.forward(&x, None, false).unwrap();
     let diff = common::max_diff(&a, &b);
     assert!(
         diff < 1e-5,
         "super net with a one-hot mix differs from the chosen network by {diff}"
     );
+    // the hard relaxation's path through the same candidates (with and without straight-through
+    // weights) is the chosen network too
+    for with_weights in [false, true] {
+        let paths: Vec<Choice> = supernet
+            .layers
+            .iter()
+            .zip(&arch.choices)
+            .zip(&one_hot)
+            .map(|((l, b), w)| {
+                Choice::batch(
+                    l.candidates.iter().position(|c| c == b).unwrap(),
+                    with_weights.then(|| w.clone()),
+                )
+            })
+            .collect();
+        let h = supernet
+            .forward(&x, Some(Mix::Hard(&paths)), false)
+            .unwrap();
+        let diff = common::max_diff(&h, &b);
+        assert!(diff < 1e-5, "hard path differs by {diff}");
+    }
 }

@@ -8,7 +8,9 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Device;
-use fbnet::search::{LossForm, RunDir, SearchConfig, read_metrics, search};
+use fbnet::search::{
+    LossForm, Relaxation, RunDir, SearchConfig, ThetaSchedule, read_metrics, search,
+};
 use mobile_core::onnx::Dtype;
 use mobile_core::{Arch, Space};
 
@@ -66,13 +68,35 @@ fn thetas(r: &fbnet::search::SearchResult) -> Vec<f64> {
     r.layers.iter().flat_map(|l| l.theta.clone()).collect()
 }
 
+/// Cancelled in its second epoch and resumed, a search ends where an uninterrupted one does, for
+/// each way of training θ: interleaved hard (the default), interleaved soft, the paper's phases.
 #[test]
 fn an_interrupted_search_resumes_to_the_same_theta_and_leaves_a_complete_run_folder() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = config(write_lut(&common::tiny_space(), tmp.path()));
-    let straight = run(&cfg, &tmp.path().join("straight"), false, None).unwrap();
+    let lut = write_lut(&common::tiny_space(), tmp.path());
+    let variants = [
+        (Relaxation::Hard, ThetaSchedule::Interleaved, 1),
+        (Relaxation::Soft, ThetaSchedule::Interleaved, 2),
+        (Relaxation::Soft, ThetaSchedule::Phase, 1),
+    ];
+    for (k, (relaxation, theta_schedule, theta_every)) in variants.into_iter().enumerate() {
+        let cfg = SearchConfig {
+            relaxation,
+            theta_schedule,
+            theta_every,
+            ..config(lut.clone())
+        };
+        resumes_exactly(&cfg, &tmp.path().join(format!("v{k}")));
+    }
+}
 
-    let dir = tmp.path().join("resumed");
+fn resumes_exactly(cfg: &SearchConfig, root: &std::path::Path) {
+    let cfg = cfg.clone();
+    let tmp = root;
+    std::fs::create_dir_all(tmp).unwrap();
+    let straight = run(&cfg, &tmp.join("straight"), false, None).unwrap();
+
+    let dir = tmp.join("resumed");
     let err = run(&cfg, &dir, false, Some(1)).unwrap_err();
     assert!(err.to_string().contains("cancelled"), "{err}");
     assert_eq!(read_metrics(&RunDir(dir.clone())).unwrap().len(), 1);
@@ -88,7 +112,11 @@ fn an_interrupted_search_resumes_to_the_same_theta_and_leaves_a_complete_run_fol
     let (a, b) = (thetas(&straight), thetas(&resumed));
     assert!(a.iter().any(|&v| v.abs() > 1e-3), "θ never moved: {a:?}");
     for (x, y) in a.iter().zip(&b) {
-        assert!((x - y).abs() < 1e-5, "θ differs after resume: {x} vs {y}");
+        assert!(
+            (x - y).abs() < 1e-5,
+            "{:?}: θ differs after resume: {x} vs {y}",
+            cfg.relaxation
+        );
     }
     let metrics = read_metrics(&RunDir(dir.clone())).unwrap();
     assert_eq!(
@@ -98,13 +126,18 @@ fn an_interrupted_search_resumes_to_the_same_theta_and_leaves_a_complete_run_fol
     assert!(metrics[1].tau < metrics[0].tau);
     for m in &metrics {
         assert!(m.train_ce.is_finite() && m.theta_acc >= 0.0 && m.expected_latency_us > 0.0);
+        assert_eq!(m.winners.len(), 3);
     }
+    assert!(metrics[1].theta_steps > metrics[0].theta_steps);
+    // the report is written from the folder alone, after the search
+    fbnet::search_report::write(&RunDir(dir.clone())).unwrap();
     // the results are files the rest of the tool reads
     for f in [
         "config.json",
         "result.json",
         "report.md",
         "heatmap.png",
+        "curves.svg",
         "arch.svg",
         "searched-best.json",
         "searched-sample-2.json",
@@ -114,11 +147,17 @@ fn an_interrupted_search_resumes_to_the_same_theta_and_leaves_a_complete_run_fol
     let best = Arch::load(dir.join("searched-best.json").to_str().unwrap()).unwrap();
     assert_eq!(best.text(), resumed.best.arch);
     assert_eq!(best.space.hash(), common::tiny_space().hash());
-    // the most likely architecture takes each layer's most probable candidate
+    // the most likely architecture takes each layer's most probable candidate, and each layer says
+    // by how much
     for (layer, b) in resumed.layers.iter().zip(&best.choices) {
         let i = layer.candidates.iter().position(|c| c == b).unwrap();
         assert!(layer.probs.iter().all(|&p| p <= layer.probs[i]));
+        let d = layer.decision.as_ref().unwrap();
+        assert_eq!(d.winner, i);
+        assert_eq!(d.decided, d.theta_lead > resumed.noise_margin);
     }
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("Decision per layer") && report.contains("θ lead"));
 }
 
 #[test]
@@ -126,6 +165,7 @@ fn latency_pressure_lowers_the_expected_latency() {
     let tmp = tempfile::tempdir().unwrap();
     let lut = write_lut(&common::tiny_space(), tmp.path());
     let mut free = config(lut.clone());
+    free.relaxation = Relaxation::Soft;
     free.loss = LossForm::Additive;
     free.alpha = 0.0;
     free.beta = 1.0;
@@ -174,4 +214,127 @@ fn a_diverging_search_stops_with_a_clear_message_and_keeps_its_folder() {
     );
     assert!(dir.join("config.json").is_file());
     assert!(read_metrics(&RunDir(dir)).unwrap().is_empty());
+}
+
+/// With `--target-ms` at the median latency of the tiny space's random architectures, the searched-best
+/// lands within [0.9 T, T] by the table, and the report says so.
+#[test]
+fn a_search_with_a_latency_target_lands_within_ten_percent_below_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let space = common::tiny_space();
+    let lut_path = write_lut(&space, tmp.path());
+    let lut = mobile_core::lut::Lut::load(&lut_path).unwrap();
+    let mut rng = mobile_core::onnx::weights::SplitMix::new(5);
+    let mut lats: Vec<f64> = (0..101)
+        .map(|_| {
+            let choices = space
+                .layers()
+                .iter()
+                .map(|l| {
+                    let c = space.candidates_at(l);
+                    c[(rng.uniform() * c.len() as f64) as usize % c.len()]
+                })
+                .collect();
+            let arch = Arch::new("r", space.clone(), choices).unwrap();
+            lut.predict(&arch, Dtype::Int8).unwrap()
+        })
+        .collect();
+    lats.sort_by(f64::total_cmp);
+    let target_us = lats[50];
+    let cfg = SearchConfig {
+        target_ms: Some(target_us / 1000.0),
+        ..config(lut_path)
+    };
+    let dir = tmp.path().join("t");
+    let r = run(&cfg, &dir, false, None).unwrap();
+    let best = r
+        .best
+        .latency_us
+        .iter()
+        .find(|(d, _)| *d == Dtype::Int8)
+        .unwrap()
+        .1;
+    assert!(
+        best <= target_us * (1.0 + 1e-9) && best >= 0.9 * target_us,
+        "searched-best {best} µs for a target of {target_us} µs"
+    );
+    fbnet::search_report::write(&RunDir(dir.clone())).unwrap();
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("Latency target"), "{report}");
+}
+
+#[test]
+fn bad_search_settings_are_refused_with_the_flag_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lut = write_lut(&common::tiny_space(), tmp.path());
+    let cases: Vec<(SearchConfig, &str)> = vec![
+        (
+            SearchConfig {
+                tau_end: 8.0,
+                ..config(lut.clone())
+            },
+            "--tau-end",
+        ),
+        (
+            SearchConfig {
+                theta_every: 0,
+                ..config(lut.clone())
+            },
+            "--theta-every",
+        ),
+        (
+            SearchConfig {
+                target_ms: Some(-1.0),
+                ..config(lut.clone())
+            },
+            "--target-ms",
+        ),
+        // the tiny space's fastest network takes far longer than a microsecond
+        (
+            SearchConfig {
+                target_ms: Some(0.001),
+                ..config(lut.clone())
+            },
+            "out of reach",
+        ),
+    ];
+    for (k, (cfg, want)) in cases.into_iter().enumerate() {
+        let dir = tmp.path().join(format!("bad{k}"));
+        let err = format!("{:#}", run(&cfg, &dir, false, None).unwrap_err());
+        assert!(err.contains(want), "expected {want:?} in: {err}");
+        // refused before anything is written
+        assert!(!dir.join("config.json").exists());
+    }
+}
+
+/// A run folder of the first release (docs/example-search: no schedule, relaxation or target fields,
+/// no per-layer decisions) still loads, and its report is rewritten from it.
+#[test]
+fn a_run_folder_of_the_first_release_loads_and_its_report_is_rewritten() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let src = root.join("docs/example-search");
+    for f in ["config.json", "metrics.jsonl", "result.json"] {
+        std::fs::copy(src.join(f), tmp.path().join(f)).unwrap();
+    }
+    // the table named relative to the repository
+    let cfg_path = tmp.path().join("config.json");
+    let text = std::fs::read_to_string(&cfg_path).unwrap();
+    let lut = root.join("tables/fbnet-small-r28-w0.25-i1-amd-epyc-t1.json");
+    let text = text.replace(
+        "\"tables/fbnet-small-r28-w0.25-i1-amd-epyc-t1.json\"",
+        &format!("{:?}", lut.display().to_string()),
+    );
+    std::fs::write(&cfg_path, text).unwrap();
+    let run_dir = RunDir(tmp.path().to_path_buf());
+    let cfg: SearchConfig = run_dir.load_config("search").unwrap();
+    assert_eq!(cfg.theta_schedule, ThetaSchedule::Phase);
+    assert_eq!(cfg.relaxation, Relaxation::Soft);
+    assert_eq!(cfg.epochs, 8);
+    assert_eq!(read_metrics(&run_dir).unwrap().len(), 8);
+    fbnet::search::read_result(&run_dir).unwrap();
+    fbnet::search_report::write(&run_dir).unwrap();
+    let report = std::fs::read_to_string(tmp.path().join("report.md")).unwrap();
+    assert!(report.contains("predates per-layer decisions"), "{report}");
+    assert!(tmp.path().join("curves.svg").is_file());
 }

@@ -195,17 +195,13 @@ fn search_stage(
         epochs: plan.search_epochs,
         freeze_epochs: 1,
         batch_size: if a.quick { 32 } else { 64 },
-        lr: 0.05,
-        // ten times the paper's θ rate: a few epochs must move P_θ visibly
-        theta_lr: 0.1,
         samples: 3,
         workers: a.workers,
         ..SearchConfig::default()
     };
     if run.result().exists() {
         println!("already searched: {}", run.0.display());
-        let text = std::fs::read_to_string(run.result())?;
-        return Ok((run.clone(), serde_json::from_str(&text)?));
+        return Ok((run.clone(), fbnet::search::read_result(&run)?));
     }
     let result = search_with_progress(&cfg, &run, run.has_checkpoint(), &Device::Cpu, cancel)?;
     Ok((run, result))

@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use candle_core::Device;
-use fbnet::search::{LossForm, Progress, RunDir, SearchConfig, SearchResult, search};
+use fbnet::search::{
+    LossForm, Noise, Progress, Relaxation, RunDir, SearchConfig, SearchResult, TargetForm,
+    TauAnneal, ThetaSchedule, search,
+};
 use indicatif::ProgressBar;
 
 use crate::progress::bar;
@@ -48,22 +51,45 @@ pub struct SearchArgs {
     pub freeze_epochs: Option<usize>,
     #[arg(long, default_value_t = defaults().batch_size)]
     pub batch_size: usize,
+    /// The paper's settings instead of the defaults: phases of whole epochs, the soft relaxation, τ
+    /// decayed per epoch, lr 0.1, θ lr 1e-2 (flags given beside it still apply).
+    #[arg(long)]
+    pub paper: bool,
+    /// When θ learns: interleaved with the weight batches, or the paper's phases.
+    #[arg(long, value_enum)]
+    pub theta_schedule: Option<ThetaSchedule>,
+    /// Weight batches per θ batch (interleaved).
+    #[arg(long, default_value_t = defaults().theta_every)]
+    pub theta_every: usize,
+    /// soft: the paper's mixture of all candidates; hard: one sampled candidate per layer and batch
+    /// (straight-through Gumbel, GDAS), about a ninth of the work per step.
+    #[arg(long, value_enum)]
+    pub relaxation: Option<Relaxation>,
+    /// Gumbel noise per image or per batch (soft relaxation; the hard one samples a path per batch).
+    #[arg(long, value_enum, default_value_t = defaults().gumbel)]
+    pub gumbel: Noise,
     /// Initial learning rate of the weights (SGD, momentum 0.9, cosine decay).
-    #[arg(long, default_value_t = defaults().lr)]
-    pub lr: f64,
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Weight decay of the weights.
     #[arg(long, default_value_t = defaults().weight_decay)]
     pub weight_decay: f64,
     /// Learning rate of θ (Adam).
-    #[arg(long, default_value_t = defaults().theta_lr)]
-    pub theta_lr: f64,
+    #[arg(long)]
+    pub theta_lr: Option<f64>,
     /// Weight decay of θ.
     #[arg(long, default_value_t = defaults().theta_weight_decay)]
     pub theta_weight_decay: f64,
     /// Initial Gumbel-softmax temperature.
     #[arg(long, default_value_t = defaults().tau)]
     pub tau: f64,
-    /// Temperature decay per epoch: τ_e = τ_0 · exp(−decay · e).
+    /// Final temperature (per-step annealing).
+    #[arg(long, default_value_t = defaults().tau_end)]
+    pub tau_end: f64,
+    /// exponential or linear per step from --tau to --tau-end, or the paper's per epoch (--tau-decay).
+    #[arg(long, value_enum)]
+    pub tau_anneal: Option<TauAnneal>,
+    /// Temperature decay per epoch (`--tau-anneal epoch`): τ_e = τ_0 · exp(−decay · e).
     #[arg(long, default_value_t = defaults().tau_decay)]
     pub tau_decay: f64,
     /// multiplicative: the paper's CE·α·(log LAT)^β; additive: NNI's CE + α·LAT^β.
@@ -73,6 +99,16 @@ pub struct SearchArgs {
     pub alpha: f64,
     #[arg(long, default_value_t = defaults().beta)]
     pub beta: f64,
+    /// Latency the phone must meet, ms at --dtype (from the table): the search pulls its expected
+    /// latency there and picks the most likely architecture within 0.9–1.0 × the target.
+    #[arg(long)]
+    pub target_ms: Option<f64>,
+    /// Form of the target's loss: elastic CE + λ·|ln(LAT/T)|, or MnasNet's CE·(LAT/T)^λ.
+    #[arg(long, value_enum, default_value_t = defaults().target_form)]
+    pub target_form: TargetForm,
+    /// λ of the target's loss.
+    #[arg(long, default_value_t = defaults().target_weight)]
+    pub target_weight: f64,
     /// Architectures to sample from P_θ at the end.
     #[arg(long, default_value_t = defaults().samples)]
     pub samples: usize,
@@ -99,6 +135,11 @@ pub struct SearchArgs {
 impl SearchArgs {
     fn config(&self) -> anyhow::Result<SearchConfig> {
         let lut = self.lut.clone().context("--lut is required")?;
+        let base = if self.paper {
+            defaults().paper()
+        } else {
+            defaults()
+        };
         Ok(SearchConfig {
             data: self.data.clone(),
             lut,
@@ -112,16 +153,25 @@ impl SearchArgs {
                 .freeze_epochs
                 .unwrap_or(self.epochs.div_ceil(9).min(self.epochs - 1)),
             batch_size: self.batch_size,
-            lr: self.lr,
-            momentum: defaults().momentum,
+            lr: self.lr.unwrap_or(base.lr),
+            momentum: base.momentum,
             weight_decay: self.weight_decay,
-            theta_lr: self.theta_lr,
+            theta_lr: self.theta_lr.unwrap_or(base.theta_lr),
             theta_weight_decay: self.theta_weight_decay,
+            theta_schedule: self.theta_schedule.unwrap_or(base.theta_schedule),
+            theta_every: self.theta_every,
+            relaxation: self.relaxation.unwrap_or(base.relaxation),
+            gumbel: self.gumbel,
             tau: self.tau,
+            tau_end: self.tau_end,
+            tau_anneal: self.tau_anneal.unwrap_or(base.tau_anneal),
             tau_decay: self.tau_decay,
             loss: self.loss,
             alpha: self.alpha,
             beta: self.beta,
+            target_ms: self.target_ms,
+            target_form: self.target_form,
+            target_weight: self.target_weight,
             samples: self.samples,
             augment: !self.no_augment,
             seed: self.seed,
@@ -152,28 +202,30 @@ pub fn search_with_progress(
             current = Some((p.epoch, p.phase, b));
         }
         if let Some((_, _, b)) = &current {
-            if p.phase == "theta" && p.step == p.steps {
+            if p.end_of_epoch {
                 // one line per epoch that stays (also in logs, where bars are hidden)
                 b.suspend(|| {
                     println!(
-                        "epoch {}/{}: θ-split CE {:.3} acc {:.1}%, E[LAT] {:.2} ms",
+                        "epoch {}/{}: θ-split CE {:.3} acc {:.1}%, E[LAT] {:.3} ms, τ {:.2}",
                         p.epoch + 1,
                         p.epochs,
-                        p.ce,
-                        100.0 * p.acc,
-                        p.expected_latency_us / 1000.0
+                        p.theta_ce,
+                        100.0 * p.theta_acc,
+                        p.expected_latency_us / 1000.0,
+                        p.tau
                     )
                 });
             }
             b.set_position(p.step as u64);
             b.set_message(format!(
-                "epoch {}/{} {:7} CE {:.3} acc {:.1}% E[LAT] {:.2} ms",
+                "epoch {}/{} {:7} CE {:.3} acc {:.1}% E[LAT] {:.3} ms τ {:.2}",
                 p.epoch + 1,
                 p.epochs,
                 p.phase,
                 p.ce,
                 100.0 * p.acc,
-                p.expected_latency_us / 1000.0
+                p.expected_latency_us / 1000.0,
+                p.tau
             ));
         }
     };
@@ -181,7 +233,23 @@ pub fn search_with_progress(
     if let Some((_, _, b)) = current.take() {
         b.finish();
     }
-    result
+    let result = result?;
+    fbnet::search_report::write(run)?;
+    let undecided = result
+        .layers
+        .iter()
+        .filter(|l| l.decision.as_ref().is_some_and(|d| !d.decided))
+        .count();
+    if undecided > 0 {
+        eprintln!(
+            "warning: {undecided} of {} layers lead by less than the noise margin ({:.3} in θ after {} θ \
+             steps): their choice is not a preference of the search; see report.md",
+            result.layers.len(),
+            result.noise_margin,
+            result.theta_steps
+        );
+    }
+    Ok(result)
 }
 
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
@@ -193,6 +261,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
         None => {
             anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
             let cfg = args.config()?;
+            cfg.check()?;
             let out = args.out.clone().unwrap_or_else(|| {
                 let space = mobile_core::lut::Lut::load(&cfg.lut)
                     .map(|l| l.space.name)
@@ -228,6 +297,20 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     show_candidate(&result.best);
     println!("samples from P_θ:");
     result.samples.iter().for_each(show_candidate);
+    println!("report {}", run.0.join("report.md").display());
+    Ok(())
+}
+
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// A finished search's run folder.
+    pub run: PathBuf,
+}
+
+/// `fbnet report RUN`: the pictures and report.md of a search, from its folder.
+pub fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let run = RunDir(args.run);
+    fbnet::search_report::write(&run)?;
     println!("report {}", run.0.join("report.md").display());
     Ok(())
 }

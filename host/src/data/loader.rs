@@ -117,9 +117,12 @@ impl Job {
 /// error names the file; later batches still come). Dropping it stops and joins its threads.
 pub struct Loader {
     job: Arc<Job>,
+    /// The first batch this loader delivers.
+    first: usize,
     next: usize,
     count: usize,
-    /// Batch `b` arrives on `receivers[b % receivers.len()]`; empty when batches are built inline.
+    /// Batch `b` arrives on `receivers[(b - first) % receivers.len()]`; empty when batches are built
+    /// inline.
     receivers: Vec<Receiver<Result<Batch>>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -133,6 +136,19 @@ pub fn batches(
     indices: &[usize],
     cfg: &LoaderConfig,
     epoch: u64,
+) -> Result<Loader> {
+    batches_from(source, indices, cfg, epoch, 0)
+}
+
+/// The batches of an epoch from batch `first` on, exactly as [`batches`] would deliver them after
+/// `first` batches: a consumer that stopped part-way through an epoch (the search's θ batches, which
+/// cycle their split across the weights' epochs) resumes it without building the batches it had.
+pub fn batches_from(
+    source: Arc<dyn Source>,
+    indices: &[usize],
+    cfg: &LoaderConfig,
+    epoch: u64,
+    first: usize,
 ) -> Result<Loader> {
     ensure!(cfg.batch_size > 0, "batch size must be positive");
     if let Some(&i) = indices.iter().find(|&&i| i >= source.len()) {
@@ -151,21 +167,23 @@ pub fn batches(
         epoch_seed: derive(cfg.seed, epoch),
         stop: AtomicBool::new(false),
     });
+    let first = first.min(count);
     let mut loader = Loader {
         job,
-        next: 0,
+        first,
+        next: first,
         count,
         receivers: Vec::new(),
         threads: Vec::new(),
     };
-    let workers = cfg.workers.min(count);
+    let workers = cfg.workers.min(count - first);
     let capacity = cfg.prefetch.div_ceil(workers.max(1));
     for w in 0..workers {
         let (tx, rx) = sync_channel(capacity);
         let job = Arc::clone(&loader.job);
         let thread = std::thread::Builder::new()
             .name(format!("fbnet-loader-{w}"))
-            .spawn(move || work(&job, w, workers, count, tx))
+            .spawn(move || work(&job, first + w, workers, count, tx))
             .context("cannot start a loader thread")?;
         loader.receivers.push(rx);
         loader.threads.push(thread);
@@ -173,10 +191,10 @@ pub fn batches(
     Ok(loader)
 }
 
-/// Worker `w` of `workers` builds batches `w`, `w + workers`, … and hands them over in order; it ends
-/// when its batches are done or the loader is gone.
-fn work(job: &Job, w: usize, workers: usize, count: usize, tx: SyncSender<Result<Batch>>) {
-    for b in (w..count).step_by(workers) {
+/// A worker builds batches `start`, `start + workers`, … and hands them over in order; it ends when its
+/// batches are done or the loader is gone.
+fn work(job: &Job, start: usize, workers: usize, count: usize, tx: SyncSender<Result<Batch>>) {
+    for b in (start..count).step_by(workers) {
         if job.stop.load(Ordering::Relaxed) {
             return;
         }
@@ -205,7 +223,7 @@ impl Iterator for Loader {
         if self.receivers.is_empty() {
             return Some(self.job.batch(b));
         }
-        let w = b % self.receivers.len();
+        let w = (b - self.first) % self.receivers.len();
         match self.receivers[w].recv() {
             Ok(item) => Some(item),
             Err(_) => {
