@@ -647,6 +647,30 @@ impl State {
         })
     }
 
+    /// The super net's cross-entropy on a batch through a fresh sample of its relaxation (differentiable
+    /// in θ when `train_theta`): the loss tensor, its value (checked finite), the correct predictions
+    /// and the sample.
+    fn batch_ce(
+        &mut self,
+        cfg: &SearchConfig,
+        (x, y): &(Tensor, Tensor),
+        tau: f64,
+        train_theta: bool,
+        (epoch, step, run): (usize, usize, &RunDir),
+    ) -> Result<(Tensor, f64, usize, Sampled)> {
+        let sampled = self.sample(cfg, tau, y.dim(0)?, train_theta)?;
+        let logits = self.net.forward(x, Some(sampled.mix()), true)?;
+        let (ce, ok) = ce_and_correct(&logits, y)?;
+        let v = finite(
+            ce.to_scalar::<f32>()? as f64,
+            "cross-entropy",
+            epoch,
+            step,
+            run,
+        )?;
+        Ok((ce, v, ok, sampled))
+    }
+
     /// P_θ = softmax(θ) per layer, as tensors (differentiable in θ).
     fn softmax(&self) -> Result<Vec<Tensor>> {
         self.theta
@@ -750,18 +774,9 @@ fn theta_batch(
     tally: &mut Tally,
 ) -> Result<f64> {
     let (epoch, step, run) = at;
-    let (x, y) = batch_tensors(st.cursor.next(data)?, device)?;
-    let n = y.dim(0)?;
-    let sampled = st.sample(cfg, tau, n, learn)?;
-    let logits = st.net.forward(&x, Some(sampled.mix()), true)?;
-    let (ce, ok) = ce_and_correct(&logits, &y)?;
-    let v = finite(
-        ce.to_scalar::<f32>()? as f64,
-        "cross-entropy",
-        epoch,
-        step,
-        run,
-    )?;
+    let batch = batch_tensors(st.cursor.next(data)?, device)?;
+    let n = batch.1.dim(0)?;
+    let (ce, v, ok, sampled) = st.batch_ce(cfg, &batch, tau, learn, at)?;
     if learn {
         // the paper's expected latency of the sampled mixture (eq. 7); for the hard relaxation the
         // expectation under P_θ itself, since its sample is one-hot
@@ -841,23 +856,14 @@ pub fn search(
         let phase = if interleaved { "search" } else { "weights" };
         for (step, batch) in loader.enumerate() {
             stop_if_cancelled(cancel, epoch, run)?;
-            let (x, y) = batch_tensors(batch?, device)?;
+            let batch = batch_tensors(batch?, device)?;
             lr = Schedule::Cosine.lr(cfg.lr, epoch, st.weight_steps, total_steps);
             tau = cfg.tau_at(epoch, st.weight_steps, total_steps);
-            let sampled = st.sample(cfg, tau, y.dim(0)?, false)?;
-            let logits = st.net.forward(&x, Some(sampled.mix()), true)?;
-            let (ce, ok) = ce_and_correct(&logits, &y)?;
-            let v = finite(
-                ce.to_scalar::<f32>()? as f64,
-                "cross-entropy",
-                epoch,
-                step,
-                run,
-            )?;
+            let (ce, v, ok, _) = st.batch_ce(cfg, &batch, tau, false, (epoch, step, run))?;
             let grads = ce.backward()?;
             st.sgd.step(&named, &grads, lr)?;
             st.weight_steps += 1;
-            train.add(v, ok, y.dim(0)?);
+            train.add(v, ok, batch.1.dim(0)?);
             if interleaved && (step + 1) % cfg.theta_every == 0 {
                 let at = (epoch, step, run);
                 lat_now = theta_batch(
