@@ -1,7 +1,8 @@
-//! `fbnet arch list|show|onnx`.
+//! `fbnet arch list|show|onnx|random`.
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use mobile_core::onnx::{Dtype, RandomWeights, arch_graph};
 use mobile_core::profile::build_at;
 use mobile_core::runtime::SessionConfig;
@@ -35,6 +36,157 @@ pub enum ArchCommand {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Draw uniformly random architectures of a table's space (optionally near a latency) as files,
+    /// and print the median latency of random architectures.
+    Random(RandomArgs),
+}
+
+/// The random architectures `fbnet arch random` draws: uniformly per layer, like `fbnet lut validate`'s,
+/// optionally only those within a latency band (the baselines of a search at equal latency).
+#[derive(clap::Args)]
+pub struct RandomArgs {
+    /// The latency table: its space is sampled and its latencies filter and describe the draws.
+    #[arg(long)]
+    pub lut: PathBuf,
+    /// Latencies of this dtype.
+    #[arg(long, default_value = "int8")]
+    pub dtype: Dtype,
+    /// How many architectures to write.
+    #[arg(long, default_value_t = 4)]
+    pub count: usize,
+    /// Keep only architectures whose predicted latency is within --tolerance of this (ms).
+    #[arg(long)]
+    pub near_ms: Option<f64>,
+    /// Relative tolerance of --near-ms.
+    #[arg(long, default_value_t = 0.05)]
+    pub tolerance: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Instead of random draws, write `all-BLOCK.json`: BLOCK at every layer that offers it, the
+    /// layer's first candidate elsewhere (hand-designed baselines such as all-k3_e6 or all-skip).
+    #[arg(long, value_name = "BLOCK")]
+    pub all: Option<String>,
+    /// Folder for `random-K.json` (the architecture files `fbnet train` takes).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Uniform draws tried before `count` land in the band; where the band is too rare for that (a
+/// searched network far below the median latency), a random walk inside the band takes over.
+const MAX_DRAWS: usize = 200_000;
+/// Single-layer changes of the random walk per architecture.
+const WALK_STEPS: usize = 20_000;
+
+fn random(a: RandomArgs) -> anyhow::Result<()> {
+    use fbnet::latency::LatencyTable;
+    use mobile_core::onnx::weights::SplitMix;
+    let lut = mobile_core::lut::Lut::load(&a.lut)?;
+    let space = lut.space.clone();
+    let table = LatencyTable::new(&lut, &space, a.dtype)?;
+    anyhow::ensure!(
+        a.tolerance > 0.0 && a.tolerance.is_finite(),
+        "--tolerance {} must be positive",
+        a.tolerance
+    );
+    let mut rng = SplitMix::new(a.seed);
+    let draw = |rng: &mut SplitMix| -> Vec<usize> {
+        table
+            .layers
+            .iter()
+            .map(|l| (rng.next_u64() % l.len() as u64) as usize)
+            .collect()
+    };
+    let mut sample: Vec<f64> = (0..1001)
+        .map(|_| table.latency_of(&draw(&mut rng)))
+        .collect();
+    sample.sort_by(f64::total_cmp);
+    println!(
+        "random architectures of {} at {}: median {:.4} ms (p10 {:.4}, p90 {:.4}; 1001 draws)",
+        space.name,
+        a.dtype,
+        sample[500] / 1000.0,
+        sample[100] / 1000.0,
+        sample[900] / 1000.0
+    );
+    std::fs::create_dir_all(&a.out)
+        .map_err(|e| anyhow::anyhow!("{}: cannot create: {e}", a.out.display()))?;
+    let write = |name: &str, choice: &[usize]| -> anyhow::Result<()> {
+        let blocks = choice
+            .iter()
+            .zip(&table.candidates)
+            .map(|(&i, c)| c[i])
+            .collect();
+        let arch = Arch::new(name, space.clone(), blocks)?;
+        let file = a.out.join(format!("{name}.json"));
+        fbnet::report::write_atomic(&file, arch.to_json().as_bytes())?;
+        println!(
+            "{} {:.4} ms  {}",
+            file.display(),
+            table.latency_of(choice) / 1000.0,
+            arch.text()
+        );
+        Ok(())
+    };
+    if let Some(block) = &a.all {
+        let block: mobile_core::Block = block.parse()?;
+        let choice: Vec<usize> = table
+            .candidates
+            .iter()
+            .map(|c| c.iter().position(|&b| b == block).unwrap_or(0))
+            .collect();
+        return write(&format!("all-{block}"), &choice);
+    }
+    let in_band = |lat: f64| {
+        a.near_ms
+            .is_none_or(|t| (lat / 1000.0 - t).abs() <= a.tolerance * t)
+    };
+    let (mut written, mut draws) = (0, 0);
+    while written < a.count && draws < MAX_DRAWS {
+        draws += 1;
+        let choice = draw(&mut rng);
+        if in_band(table.latency_of(&choice)) {
+            written += 1;
+            write(&format!("random-{written}"), &choice)?;
+        }
+    }
+    if written < a.count {
+        // uniform draws rarely land here: start each architecture from the most likely one of random
+        // per-layer preferences within the band, then walk by random single-layer changes that stay in
+        // it (the walk's stationary distribution is uniform over the band's architectures)
+        let t = a.near_ms.unwrap_or_default() * 1000.0;
+        let (lo, hi) = (t * (1.0 - a.tolerance), t * (1.0 + a.tolerance));
+        println!(
+            "{written} of {MAX_DRAWS} uniform draws lay within {:.0}% of {} ms; the rest by a random walk in the band",
+            100.0 * a.tolerance,
+            t / 1000.0
+        );
+        while written < a.count {
+            let prefs: Vec<Vec<f64>> = table
+                .layers
+                .iter()
+                .map(|l| (0..l.len()).map(|_| rng.uniform() + 1e-3).collect())
+                .collect();
+            let mut choice = fbnet::decision::most_likely_within(&table, &prefs, lo, hi)
+                .with_context(|| {
+                    format!(
+                        "no architecture of the space lies within {:.0}% of {} ms",
+                        100.0 * a.tolerance,
+                        t / 1000.0
+                    )
+                })?;
+            for _ in 0..WALK_STEPS {
+                let l = (rng.next_u64() % choice.len() as u64) as usize;
+                let old = choice[l];
+                choice[l] = (rng.next_u64() % table.layers[l].len() as u64) as usize;
+                if !in_band(table.latency_of(&choice)) {
+                    choice[l] = old;
+                }
+            }
+            written += 1;
+            write(&format!("random-{written}"), &choice)?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]
@@ -64,6 +216,7 @@ fn stride(op: &Op) -> usize {
 
 pub fn run(cmd: ArchCommand) -> anyhow::Result<()> {
     match cmd {
+        ArchCommand::Random(a) => random(a),
         ArchCommand::List => {
             for b in BUILTINS {
                 let arch = Arch::load(b.name)?;
