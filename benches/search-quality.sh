@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 out=${1:?usage: benches/search-quality.sh OUT_DIR}
 fbnet=${FBNET:-target/release/fbnet}
 [ -x "$fbnet" ] || cargo build --release -p fbnet
-mkdir -p "$out"
+mkdir -p "$out/train"
 results="$out/results.tsv"
 [ -f "$results" ] || printf 'dataset\tsetting\tmode\tnetwork\tseed\tpredicted_ms\ttop1\n' >"$results"
 

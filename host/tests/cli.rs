@@ -280,3 +280,117 @@ fn train_export_run_and_bench_from_the_command_line() {
     let e = fails(&["run", "m/model.onnx", "notes.onnx"], d);
     assert!(e.contains("notes.onnx"), "{e}");
 }
+
+/// `fbnet arch random` writes architectures of the table's space within the asked latency band (by
+/// uniform draws near the median, by the random walk far below it) and the all-BLOCK baselines.
+#[test]
+fn random_architectures_near_a_latency_and_uniform_baselines() {
+    use mobile_core::onnx::Dtype;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let space = common::tiny_space();
+    let lut = common::synthetic_lut(
+        &space,
+        Dtype::Int8,
+        |op| 10.0 + op.cost().macs as f64 / 100.0,
+        5.0,
+    );
+    lut.save(&d.join("tiny.json")).unwrap();
+    let text = ok(
+        &[
+            "arch",
+            "random",
+            "--lut",
+            "tiny.json",
+            "--count",
+            "0",
+            "--out",
+            "r",
+        ],
+        d,
+    );
+    let median: f64 = text
+        .split("median ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no median in {text}"));
+    let skip = ok(
+        &[
+            "arch",
+            "random",
+            "--lut",
+            "tiny.json",
+            "--all",
+            "skip",
+            "--out",
+            "r",
+        ],
+        d,
+    );
+    let all_skip = mobile_core::Arch::load(d.join("r/all-skip.json").to_str().unwrap()).unwrap();
+    assert!(all_skip.text().contains("skip"), "{skip}");
+    // an architecture far below the median: the uniform draws rarely reach it, the walk does
+    ok(
+        &[
+            "arch",
+            "random",
+            "--lut",
+            "tiny.json",
+            "--all",
+            "k3_e1",
+            "--out",
+            "r",
+        ],
+        d,
+    );
+    let small = mobile_core::Arch::load(d.join("r/all-k3_e1.json").to_str().unwrap()).unwrap();
+    let small_ms = lut.predict(&small, Dtype::Int8).unwrap() / 1000.0;
+    assert!(small_ms < median);
+    for near in [median, small_ms] {
+        let out = d.join(format!("near-{near}"));
+        let near_s = format!("{near}");
+        let out_s = out.to_str().unwrap();
+        ok(
+            &[
+                "arch",
+                "random",
+                "--lut",
+                "tiny.json",
+                "--count",
+                "3",
+                "--near-ms",
+                &near_s,
+                "--seed",
+                "3",
+                "--out",
+                out_s,
+            ],
+            d,
+        );
+        for k in 1..=3 {
+            let arch =
+                mobile_core::Arch::load(out.join(format!("random-{k}.json")).to_str().unwrap())
+                    .unwrap();
+            let ms = lut.predict(&arch, Dtype::Int8).unwrap() / 1000.0;
+            assert!(
+                (ms - near).abs() <= 0.05 * near + 1e-9,
+                "random-{k} takes {ms} ms, asked for {near} ms"
+            );
+        }
+    }
+    let err = fails(
+        &[
+            "arch",
+            "random",
+            "--lut",
+            "tiny.json",
+            "--near-ms",
+            "0.000001",
+            "--out",
+            "x",
+        ],
+        d,
+    );
+    assert!(err.contains("no architecture"), "{err}");
+}
