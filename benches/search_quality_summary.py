@@ -33,7 +33,7 @@ for (ds, setting, mode), g in sorted(groups.items()):
     diff = "–"
     if g["searched"] and g["random"]:
         diff = f"{statistics.mean(g['searched']) - statistics.median(g['random']):+.1f}"
-    print(f"| {ds} | {setting} | {mode} | {g['ms'].get('searched', '')} | {span(g['searched'])} | {span(g['random'])} | {diff} |")
+    print(f"| {ds} | {setting} | {mode} | {float(g['ms'].get('searched', 'nan')):.4f} | {span(g['searched'])} | {span(g['random'])} | {diff} |")
 print()
 print("Recipe check (hand designs):")
 print()
