@@ -6,7 +6,11 @@ import statistics
 import sys
 from collections import defaultdict
 
-rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+# a rerun appends the networks it finds trained again: the last line of each network counts
+latest = {}
+for r in csv.DictReader(open(sys.argv[1]), delimiter="\t"):
+    latest[(r["dataset"], r["setting"], r["mode"], r["network"], r["seed"])] = r
+rows = list(latest.values())
 groups = defaultdict(lambda: {"searched": [], "random": [], "ms": {}, "ref": defaultdict(list)})
 for r in rows:
     key = (r["dataset"], r["setting"], r["mode"])

@@ -289,12 +289,7 @@ fn random_architectures_near_a_latency_and_uniform_baselines() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let space = common::tiny_space();
-    let lut = common::synthetic_lut(
-        &space,
-        Dtype::Int8,
-        |op| 10.0 + op.cost().macs as f64 / 100.0,
-        5.0,
-    );
+    let lut = common::macs_lut(&space);
     lut.save(&d.join("tiny.json")).unwrap();
     let text = ok(
         &[

@@ -195,12 +195,7 @@ fn the_hard_relaxations_theta_gradient_matches_finite_differences() {
     use fbnet::supernet::{Choice, Mix, Network};
 
     let space = common::tiny_space();
-    let lut = common::synthetic_lut(
-        &space,
-        Dtype::Int8,
-        |op| 10.0 + op.cost().macs as f64 / 100.0,
-        5.0,
-    );
+    let lut = common::macs_lut(&space);
     let table = LatencyTable::new(&lut, &space, Dtype::Int8).unwrap();
     let net = Network::supernet(&space, &Device::Cpu, 3).unwrap();
     let x = Tensor::from_vec(

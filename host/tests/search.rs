@@ -14,14 +14,9 @@ use fbnet::search::{
 use mobile_core::onnx::Dtype;
 use mobile_core::{Arch, Space};
 
-/// A complete int8 table: each op costs 10 µs + 10 µs per thousand MACs, so larger blocks are slower.
+/// `common::macs_lut` of the space, saved in `dir`.
 fn write_lut(space: &Space, dir: &std::path::Path) -> std::path::PathBuf {
-    let lut = common::synthetic_lut(
-        space,
-        Dtype::Int8,
-        |op| 10.0 + op.cost().macs as f64 / 100.0,
-        5.0,
-    );
+    let lut = common::macs_lut(space);
     let path = dir.join("tiny.json");
     lut.save(&path).unwrap();
     path

@@ -23,6 +23,17 @@ pub fn stats(v: f64) -> Stats {
     }
 }
 
+/// The int8 table the search tests use: each op costs 10 µs + 10 µs per thousand MACs (so larger
+/// blocks are slower), 5 µs of overhead per network.
+pub fn macs_lut(space: &Space) -> Lut {
+    synthetic_lut(
+        space,
+        Dtype::Int8,
+        |op| 10.0 + op.cost().macs as f64 / 100.0,
+        5.0,
+    )
+}
+
 /// A complete synthetic table of `space` at `dtype`: each op costs `latency(op)` µs, the network
 /// overhead `overhead` µs. Tests choose latencies that grow with MACs, so that larger blocks are slower.
 pub fn synthetic_lut(
