@@ -623,28 +623,31 @@ impl State {
         train_theta: bool,
     ) -> Result<Sampled> {
         let rows = (cfg.gumbel == Noise::Image).then_some(n);
-        let mut soft = Vec::new();
-        let mut hard = Vec::new();
-        for t in &self.theta {
-            let theta = if train_theta {
+        let thetas = self.theta.iter().map(|t| {
+            if train_theta {
                 t.as_tensor().clone()
             } else {
                 t.as_tensor().detach()
-            };
-            match cfg.relaxation {
-                Relaxation::Soft => soft.push(gumbel_softmax(&theta, tau, rows, &mut self.gumbel)?),
-                Relaxation::Hard => {
-                    let (index, weights) = gumbel_hard(&theta, tau, rows, &mut self.gumbel)?;
-                    hard.push(Choice {
-                        index,
-                        weights: train_theta.then_some(weights),
-                    });
-                }
             }
-        }
+        });
+        let rng = &mut self.gumbel;
         Ok(match cfg.relaxation {
-            Relaxation::Soft => Sampled::Soft(soft),
-            Relaxation::Hard => Sampled::Hard(hard),
+            Relaxation::Soft => Sampled::Soft(
+                thetas
+                    .map(|theta| gumbel_softmax(&theta, tau, rows, rng))
+                    .collect::<Result<_>>()?,
+            ),
+            Relaxation::Hard => Sampled::Hard(
+                thetas
+                    .map(|theta| {
+                        let (index, weights) = gumbel_hard(&theta, tau, rows, rng)?;
+                        Ok(Choice {
+                            index,
+                            weights: train_theta.then_some(weights),
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+            ),
         })
     }
 

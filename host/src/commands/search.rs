@@ -261,7 +261,6 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
         None => {
             anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
             let cfg = args.config()?;
-            cfg.check()?;
             let out = args.out.clone().unwrap_or_else(|| {
                 let space = mobile_core::lut::Lut::load(&cfg.lut)
                     .map(|l| l.space.name)
