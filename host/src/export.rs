@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 use crate::data;
 use crate::layers::BN_EPS;
 use crate::params::Params;
-use crate::report::write_atomic;
 use crate::train::{TrainConfig, TrainRun, accuracy, prepare_data};
+use mobile_core::files::write_atomic;
 
 /// Trained weights by parameter name, handed to the ONNX builder with batch norm folded in.
 pub struct TrainedWeights {

@@ -194,6 +194,15 @@ pub fn gumbel_softmax(
     )?)
 }
 
+/// The noiseless relaxation `softmax(θ / τ)`.
+pub fn softmax_tau(theta: &Tensor, tau: f64) -> Result<Tensor> {
+    check_tau(tau)?;
+    Ok(candle_nn::ops::softmax(
+        &theta.affine(1.0 / tau, 0.0)?,
+        D::Minus1,
+    )?)
+}
+
 /// A sample of the hard (straight-through) Gumbel relaxation of GDAS: the candidate `k` of the largest
 /// `θ + g`, and the weights `onehot(k) − sg(s) + s` with `s = softmax((θ + g) / τ)`: exactly one-hot
 /// forward (the layer runs candidate `k` alone, at full scale), with the gradient of the soft sample

@@ -1,53 +1,14 @@
 //! Pictures and text a search run leaves in its folder: a heat map of the architecture distribution P_θ
 //! (PNG, drawn with a small built-in bitmap font), a drawing of a sampled architecture in the style of the
-//! paper's Figure 4 (SVG), a Markdown table helper for the run report, and atomic file writes so that a
-//! crash never leaves a half-written file behind.
+//! paper's Figure 4 (SVG) and a Markdown table helper for the run report.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::fs;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use mobile_core::files::write_atomic;
 use mobile_core::{Arch, Block, LayerSpec};
-
-// ---------------------------------------------------------------------------------------------------
-// Atomic writes
-// ---------------------------------------------------------------------------------------------------
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so that readers see
-/// either the old file or the complete new one. An existing file is replaced. Errors name the path.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .with_context(|| format!("cannot write {}: not a file path", path.display()))?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = (|| -> std::io::Result<()> {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        // Best effort: the temporary file may not exist if its creation is what failed.
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
-    Ok(())
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Markdown
@@ -646,7 +607,7 @@ fn render_heatmap(layers: &[LayerProbs]) -> Result<(HeatmapLayout, Canvas)> {
 pub fn heatmap_png(path: &Path, layers: &[LayerProbs]) -> Result<()> {
     let (_, cv) = render_heatmap(layers)
         .with_context(|| format!("cannot draw the heat map {}", path.display()))?;
-    write_atomic(path, &cv.png()?)
+    Ok(write_atomic(path, &cv.png()?)?)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -739,7 +700,7 @@ fn svg_end_box(out: &mut String, x: f64, h: f64, fill: &str, ink: &str, lines: &
 /// through line, stride-2 layers marked `/2`, stage boundaries dashed and labelled with their channels
 /// and output size, stem, head, pooling and classifier at the ends, and a legend. Written atomically.
 pub fn arch_svg(path: &Path, arch: &Arch) -> Result<()> {
-    write_atomic(path, arch_svg_string(arch).as_bytes())
+    Ok(write_atomic(path, arch_svg_string(arch).as_bytes())?)
 }
 
 /// The SVG text [`arch_svg`] writes.

@@ -12,7 +12,7 @@ use candle_core::{D, DType, Tensor};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::report::write_atomic;
+use mobile_core::files::{rename_durable, sync_folder, write_atomic};
 
 /// A run folder and the names of the files every run keeps there.
 #[derive(Clone, Debug)]
@@ -67,7 +67,7 @@ impl RunDir {
             &self.config(),
             serde_json::to_string_pretty(cfg)?.as_bytes(),
         )?;
-        write_atomic(&self.metrics(), b"")
+        Ok(write_atomic(&self.metrics(), b"")?)
     }
 
     /// Whether there is a checkpoint to resume from (complete, or the previous one kept while a new one
@@ -78,8 +78,9 @@ impl RunDir {
     }
 }
 
-/// Writes a checkpoint folder: `fill` writes into a fresh folder, which is then renamed over `dir`, so a
-/// kill at any moment leaves either the previous or the new checkpoint complete.
+/// Writes a checkpoint folder: `fill` writes into a fresh folder, whose files are then flushed to disk
+/// and which is renamed over `dir`, so a kill or a power loss at any moment leaves either the previous or
+/// the new checkpoint complete.
 pub fn write_checkpoint(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = dir.with_extension("tmp");
     if tmp.exists() {
@@ -87,11 +88,18 @@ pub fn write_checkpoint(dir: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> R
     }
     fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
     fill(&tmp)?;
+    for entry in fs::read_dir(&tmp).with_context(|| format!("{}: cannot list", tmp.display()))? {
+        let path = entry?.path();
+        fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("{}: cannot sync", path.display()))?;
+    }
+    sync_folder(&tmp)?;
     let old = dir.with_extension("old");
     if dir.exists() {
-        fs::rename(dir, &old).with_context(|| format!("{}: cannot move aside", dir.display()))?;
+        rename_durable(dir, &old)?;
     }
-    fs::rename(&tmp, dir).with_context(|| format!("{}: cannot install", dir.display()))?;
+    rename_durable(&tmp, dir)?;
     if old.exists() {
         fs::remove_dir_all(&old).with_context(|| format!("{}: cannot remove", old.display()))?;
     }
@@ -129,15 +137,52 @@ pub fn append_line(path: &Path, line: &str) -> Result<()> {
         .with_context(|| format!("{}: cannot sync", path.display()))
 }
 
-/// Keeps the first `epochs` lines of the metrics (those the checkpoint covers).
+/// Keeps the metrics lines of the epochs the checkpoint covers (`epoch` field 1..=`epochs`). A line is
+/// appended before its epoch's checkpoint is installed, so a kill between the two leaves one line more
+/// than the checkpoint covers; that epoch runs again on resume and writes its line again. A metrics file
+/// that cannot be read, or a line that is not an epoch record, is an error: it is never replaced by an
+/// empty file.
 pub fn truncate_metrics(path: &Path, epochs: usize) -> Result<()> {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let kept: String = text
-        .lines()
-        .take(epochs)
-        .map(|l| format!("{l}\n"))
-        .collect();
-    write_atomic(path, kept.as_bytes())
+    #[derive(serde::Deserialize)]
+    struct Epoch {
+        epoch: usize,
+    }
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && epochs == 0 => String::new(),
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "{}: cannot read the metrics of the {epochs} checkpointed epochs",
+                    path.display()
+                )
+            });
+        }
+    };
+    // Epoch → line; a repeated epoch (rerun after a kill) keeps its later line.
+    let mut lines = std::collections::BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let record: Epoch = serde_json::from_str(line).with_context(|| {
+            format!("{}: line {} is not an epoch record", path.display(), i + 1)
+        })?;
+        if (1..=epochs).contains(&record.epoch) {
+            lines.insert(record.epoch, line);
+        }
+    }
+    if lines.len() < epochs {
+        // Only a run folder of an earlier release, which checkpointed before appending, can lack one.
+        let missing: Vec<String> = (1..=epochs)
+            .filter(|e| !lines.contains_key(e))
+            .map(|e| e.to_string())
+            .collect();
+        eprintln!(
+            "warning: {}: no metrics line for epoch {} (lost before this release's fix); resuming without it",
+            path.display(),
+            missing.join(", ")
+        );
+    }
+    let kept: String = lines.values().map(|l| format!("{l}\n")).collect();
+    Ok(write_atomic(path, kept.as_bytes())?)
 }
 
 /// Reads a run's metrics, one record per line.
@@ -227,4 +272,51 @@ pub fn finite(v: f64, what: &str, epoch: usize, step: usize, run: &RunDir) -> Re
         );
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("fbnet-runs-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn truncation_keeps_the_checkpointed_epochs_by_their_field() {
+        let dir = folder("trunc");
+        let path = dir.join("metrics.jsonl");
+        // Epoch 2 ran twice (killed after its line, before its checkpoint), then epoch 3's line was
+        // written before a kill: the checkpoint covers 2 epochs.
+        let text = "{\"epoch\":1,\"x\":1}\n{\"epoch\":2,\"x\":2}\n{\"epoch\":2,\"x\":3}\n{\"epoch\":3,\"x\":4}\n";
+        fs::write(&path, text).unwrap();
+        truncate_metrics(&path, 2).unwrap();
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "{\"epoch\":1,\"x\":1}\n{\"epoch\":2,\"x\":3}\n"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn truncation_never_turns_a_bad_file_into_an_empty_one() {
+        let dir = folder("trunc-bad");
+        let missing = dir.join("missing.jsonl");
+        let err = truncate_metrics(&missing, 1).unwrap_err();
+        assert!(format!("{err:#}").contains("missing.jsonl"), "{err:#}");
+        assert!(!missing.exists());
+        truncate_metrics(&missing, 0).unwrap();
+        let bad = dir.join("bad.jsonl");
+        fs::write(&bad, "{\"epoch\":1}\nnot json\n").unwrap();
+        let err = truncate_metrics(&bad, 1).unwrap_err();
+        assert!(format!("{err:#}").contains("line 2"), "{err:#}");
+        assert_eq!(
+            fs::read_to_string(&bad).unwrap(),
+            "{\"epoch\":1}\nnot json\n"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -25,15 +25,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Augment, Loader, LoaderConfig, Source, Subset};
 use crate::decision::{self, LayerDecision};
-use crate::latency::{LatencyLoss, LatencyTable, entropy, gumbel_hard, gumbel_softmax};
+use crate::latency::{
+    LatencyLoss, LatencyTable, entropy, gumbel_hard, gumbel_softmax, softmax_tau,
+};
 use crate::optim::{Adam, Schedule, Sgd};
-use crate::report::write_atomic;
 pub use crate::runs::RunDir;
 use crate::runs::{
     Tally, append_line, batch_tensors, ce_and_correct, checkpoint_to_read, finite, read_meta,
     stop_if_cancelled, truncate_metrics, write_checkpoint,
 };
 use crate::supernet::{Choice, Mix, Network};
+use mobile_core::files::write_atomic;
 
 /// Which form of the latency-aware loss.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -76,6 +78,9 @@ pub enum Noise {
     Image,
     /// One mixture or path for the whole batch.
     Batch,
+    /// No noise: the mixture is `softmax(θ / τ)` itself (DARTS's continuous relaxation), so θ's
+    /// gradient varies only with the batch. Soft relaxation only (a hard path would be the argmax).
+    None,
 }
 
 /// How the super net's layers combine their candidates.
@@ -325,6 +330,10 @@ impl SearchConfig {
                 "--{name} {v} must be a non-negative number"
             );
         }
+        ensure!(
+            !(self.relaxation == Relaxation::Hard && self.gumbel == Noise::None),
+            "--gumbel none needs --relaxation soft: a hard path without noise is always the argmax"
+        );
         if let Some(t) = self.target_ms {
             ensure!(
                 t.is_finite() && t > 0.0,
@@ -632,6 +641,11 @@ impl State {
         });
         let rng = &mut self.gumbel;
         Ok(match cfg.relaxation {
+            Relaxation::Soft if cfg.gumbel == Noise::None => Sampled::Soft(
+                thetas
+                    .map(|theta| softmax_tau(&theta, tau))
+                    .collect::<Result<_>>()?,
+            ),
             Relaxation::Soft => Sampled::Soft(
                 thetas
                     .map(|theta| gumbel_softmax(&theta, tau, rows, rng))
@@ -715,10 +729,10 @@ impl State {
                 space_hash: self.net.space.hash(),
                 theta_cursor: Some((self.cursor.pass, self.cursor.taken)),
             };
-            write_atomic(
+            Ok(write_atomic(
                 &tmp.join("meta.json"),
                 serde_json::to_string_pretty(&meta)?.as_bytes(),
-            )
+            )?)
         })
     }
 
@@ -825,10 +839,13 @@ pub fn search(
     run.start(cfg, resume, "search")?;
     let data = prepare_data(cfg, &space)?;
     let mut st = State::new(&space, cfg, device)?;
-    if resume && run.has_checkpoint() {
-        st.load(&run.checkpoint())?;
+    if resume {
+        if run.has_checkpoint() {
+            st.load(&run.checkpoint())?;
+        }
         truncate_metrics(&run.metrics(), st.epochs_done)?;
     }
+
     let steps_per_epoch = data::batch_count(data.weights.len(), cfg.batch_size, true);
     let theta_per_pass = data::batch_count(data.theta.len(), cfg.batch_size, true);
     let total_steps = (steps_per_epoch * cfg.epochs) as u64;
@@ -935,12 +952,14 @@ pub fn search(
             argmax_latency_us: table.latency_of(&winners),
             winners,
         };
+        // The line first: a kill before the checkpoint is installed reruns this epoch, whose line
+        // `truncate_metrics` then drops; the other order could lose the line for good.
+        append_line(&run.metrics(), &serde_json::to_string(&metrics)?)?;
         st.epochs_done += 1;
         st.save(
             &run.checkpoint(),
             cfg.tau_at(st.epochs_done, st.weight_steps, total_steps),
         )?;
-        append_line(&run.metrics(), &serde_json::to_string(&metrics)?)?;
     }
     finish(cfg, run, &lut, &table, &st)
 }

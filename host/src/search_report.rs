@@ -7,8 +7,9 @@ use mobile_core::Arch;
 use mobile_core::lut::Lut;
 
 use crate::charts::{Panel, line_charts_svg};
-use crate::report::{LayerProbs, arch_svg, heatmap_png, layer_label, markdown_table, write_atomic};
+use crate::report::{LayerProbs, arch_svg, heatmap_png, layer_label, markdown_table};
 use crate::search::{Candidate, EpochMetrics, RunDir, SearchConfig, read_metrics, read_result};
+use mobile_core::files::write_atomic;
 
 fn latency_cells(c: &Candidate) -> String {
     c.latency_us
@@ -233,7 +234,7 @@ pub fn write(run: &RunDir) -> Result<()> {
         &rows,
     );
     md += "\nEach architecture is a file in this folder (`<name>.json`) that `fbnet arch show` accepts.\n";
-    write_atomic(&run.0.join("report.md"), md.as_bytes())
+    Ok(write_atomic(&run.0.join("report.md"), md.as_bytes())?)
 }
 
 /// The section on how decided each layer is, and a warning when noise could have chosen.

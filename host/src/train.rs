@@ -18,12 +18,12 @@ use serde::{Deserialize, Serialize};
 use crate::data::{self, Augment, LoaderConfig, Source, Subset};
 use crate::optim::Schedule;
 use crate::optim::Sgd;
-use crate::report::write_atomic;
 use crate::runs::{
     RunDir, Tally, append_line, batch_tensors, checkpoint_to_read, correct, finite, read_meta,
     stop_if_cancelled, truncate_metrics, write_checkpoint,
 };
 use crate::supernet::Network;
+use mobile_core::files::write_atomic;
 
 /// Everything a training run depends on; written to `config.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -449,10 +449,10 @@ impl State {
                 arch: arch.text(),
                 space_hash: arch.space.hash(),
             };
-            write_atomic(
+            Ok(write_atomic(
                 &tmp.join("meta.json"),
                 serde_json::to_string_pretty(&meta)?.as_bytes(),
-            )
+            )?)
         })
     }
 
@@ -539,10 +539,13 @@ pub fn train(
         dropout: SplitMix::new(cfg.seed ^ 0x3c6e_f372_fe94_f82b),
         best: None,
     };
-    if resume && dir.has_checkpoint() {
-        st.load(&dir.checkpoint(), &arch)?;
+    if resume {
+        if dir.has_checkpoint() {
+            st.load(&dir.checkpoint(), &arch)?;
+        }
         truncate_metrics(&dir.metrics(), st.epochs_done)?;
     }
+
     let steps_per_epoch = data::batch_count(data.train.len(), cfg.batch_size, true) as u64;
     let total = steps_per_epoch * cfg.epochs as u64;
     let named: Vec<(String, crate::params::Param)> = st
@@ -631,14 +634,13 @@ pub fn train(
             };
             write_checkpoint(&run.best(), |tmp| {
                 st.net.params.save(&tmp.join("weights.safetensors"))?;
-                write_atomic(
+                Ok(write_atomic(
                     &tmp.join("meta.json"),
                     serde_json::to_string_pretty(&best)?.as_bytes(),
-                )
+                )?)
             })?;
             st.best = Some(best);
         }
-        st.save(&dir.checkpoint(), &arch)?;
         let metrics = TrainMetrics {
             epoch: st.epochs_done,
             lr,
@@ -650,7 +652,10 @@ pub fn train(
             seconds: started.elapsed().as_secs_f64(),
             images_per_second: tally.seen as f64 / train_seconds,
         };
+        // The line before the checkpoint (see `truncate_metrics`): a kill between the two reruns the
+        // epoch and drops its first line, where the other order could lose the line for good.
         append_line(&dir.metrics(), &serde_json::to_string(&metrics)?)?;
+        st.save(&dir.checkpoint(), &arch)?;
         progress(&TrainProgress {
             epoch,
             epochs: cfg.epochs,

@@ -111,6 +111,23 @@ fn profile_show_validate_diff_and_bad_tables() {
     args.extend(space);
     let out = ok(&args, d);
     assert!(out.contains("entries in"), "{out}");
+    // profiling again to the same file is refused, and the finished table stays as it was
+    let before = std::fs::read(d.join("t.json")).unwrap();
+    let err = fails(&args, d);
+    assert!(
+        err.contains("t.json") && err.contains("--resume") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(d.join("t.json")).unwrap(), before);
+    // a full profile does not continue a quick one
+    let mut full = vec!["profile", "--resume", "--out", "t.json"];
+    full.extend(space);
+    let err = fails(&full, d);
+    assert!(
+        err.contains("cannot resume") && err.contains("timing"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(d.join("t.json")).unwrap(), before);
     let show = ok(&["lut", "show", "t.json"], d);
     assert!(
         show.contains("onnxruntime 1.31.1") && show.contains("k5_e6/"),

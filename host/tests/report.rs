@@ -11,7 +11,7 @@ use std::path::Path;
 use fbnet::report::{
     COLORMAP_BOTTOM, COLORMAP_TOP, GLYPH_H, GLYPH_W, HeatmapLayout, LayerProbs, MISSING_BG,
     MISSING_HATCH, OUTLINE, Rgb, SVG_K3, SVG_K5, UNKNOWN_GLYPH, arch_svg, block_height, colormap,
-    format_prob, glyph, heatmap_png, layer_label, markdown_table, text_color_on, write_atomic,
+    format_prob, glyph, heatmap_png, layer_label, markdown_table, text_color_on,
 };
 use mobile_core::{Arch, Block, Space, builtin};
 
@@ -624,33 +624,6 @@ fn arch_svg_draws_one_box_per_chosen_block() {
 // ---------------------------------------------------------------------------------------------------
 // Files and tables
 // ---------------------------------------------------------------------------------------------------
-
-#[test]
-fn write_atomic_replaces_a_file_and_leaves_no_temporary() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("report.md");
-    write_atomic(&path, b"old contents, longer than the new").unwrap();
-    write_atomic(&path, b"new").unwrap();
-    assert_eq!(fs::read(&path).unwrap(), b"new");
-    assert_eq!(names_in_dir(dir.path()), ["report.md"]);
-}
-
-#[test]
-fn write_atomic_errors_name_the_path_and_clean_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("no-such-folder").join("x.png");
-    let err = format!("{:#}", write_atomic(&missing, b"x").unwrap_err());
-    assert!(err.contains(&missing.display().to_string()), "{err}");
-
-    // The rename onto a folder fails after the temporary file was written: it must not stay behind.
-    let folder = dir.path().join("taken");
-    fs::create_dir(&folder).unwrap();
-    fs::write(folder.join("inside"), b"keep").unwrap();
-    let err = format!("{:#}", write_atomic(&folder, b"x").unwrap_err());
-    assert!(err.contains(&folder.display().to_string()), "{err}");
-    assert_eq!(names_in_dir(dir.path()), ["taken"]);
-    assert_eq!(fs::read(folder.join("inside")).unwrap(), b"keep");
-}
 
 #[test]
 fn markdown_table_escapes_cells_and_aligns_columns() {

@@ -102,6 +102,15 @@ fn resumes_exactly(cfg: &SearchConfig, root: &std::path::Path) {
             .to_string()
             .contains("--resume")
     );
+    // A kill after epoch 2's metrics line was appended but before its checkpoint was installed: the
+    // resumed run reruns epoch 2 and keeps only the line it writes then.
+    let metrics_file = RunDir(dir.clone()).metrics();
+    let first = std::fs::read_to_string(&metrics_file).unwrap();
+    let mut orphan: serde_json::Value =
+        serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    orphan["epoch"] = 2.into();
+    orphan["train_ce"] = 999.0.into();
+    std::fs::write(&metrics_file, format!("{first}{orphan}\n")).unwrap();
     let resumed = run(&cfg, &dir, true, None).unwrap();
 
     let (a, b) = (thetas(&straight), thetas(&resumed));
@@ -119,6 +128,10 @@ fn resumes_exactly(cfg: &SearchConfig, root: &std::path::Path) {
         vec![1, 2]
     );
     assert!(metrics[1].tau < metrics[0].tau);
+    assert!(
+        metrics[1].train_ce < 999.0,
+        "the orphaned line survived the resume"
+    );
     for m in &metrics {
         assert!(m.train_ce.is_finite() && m.theta_acc >= 0.0 && m.expected_latency_us > 0.0);
         assert_eq!(m.winners.len(), 3);

@@ -11,6 +11,8 @@ pub mod arch;
 pub mod attribution;
 pub mod device;
 pub mod error;
+/// Durable atomic file writes (temporary file, sync, rename, sync of the folder).
+pub mod files;
 pub mod in_network;
 pub mod jni_facade;
 pub mod lut;

@@ -265,14 +265,10 @@ impl Lut {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// Writes the table atomically (temporary file, then rename), so a crash never leaves half a file.
+    /// Writes the table atomically and durably (see [`crate::files`]), so neither a crash nor a power
+    /// loss leaves half a table.
     pub fn save(&self, path: &Path) -> Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let tmp = path.with_extension("json.partial");
-        std::fs::write(&tmp, self.to_json()).map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        crate::files::write_atomic(path, self.to_json().as_bytes())
     }
 
     /// The entry of `op` at `dtype`.

@@ -187,6 +187,20 @@ pub fn profile(
                     lut.method, lut.runtime, cfg.method, runtime
                 )));
             }
+            if lut.timing != cfg.timing {
+                return Err(Error::invalid(format!(
+                    "cannot resume: the table was measured with the timing {:?}, this run asks for {:?} \
+                     (a quick and a full profile do not mix; profile to another file)",
+                    lut.timing, cfg.timing
+                )));
+            }
+            let (a, b) = (&lut.device, &cfg.device);
+            if (&a.model, &a.soc, &a.cpu, a.cores) != (&b.model, &b.soc, &b.cpu, b.cores) {
+                return Err(Error::invalid(format!(
+                    "cannot resume: the table was measured on {} ({}, {} cores), this is {} ({}, {} cores)",
+                    a.model, a.cpu, a.cores, b.model, b.cpu, b.cores
+                )));
+            }
             for d in &cfg.dtypes {
                 if !lut.dtypes.contains(d) {
                     lut.dtypes.push(*d);

@@ -118,7 +118,7 @@ fn random(a: RandomArgs) -> anyhow::Result<()> {
             .collect();
         let arch = Arch::new(name, space.clone(), blocks)?;
         let file = a.out.join(format!("{name}.json"));
-        fbnet::report::write_atomic(&file, arch.to_json().as_bytes())?;
+        mobile_core::files::write_atomic(&file, arch.to_json().as_bytes())?;
         println!(
             "{} {:.4} ms  {}",
             file.display(),
@@ -248,8 +248,7 @@ pub fn run(cmd: ArchCommand) -> anyhow::Result<()> {
             let graph = build_at(dtype, SessionConfig::default(), seed, &mut |d, r| {
                 arch_graph(&arch, d, &mut weights, r, 1, &meta)
             })?;
-            std::fs::write(&out, graph.model.to_bytes())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+            mobile_core::files::write_atomic(&out, &graph.model.to_bytes())?;
             println!(
                 "wrote {} ({dtype}, input {:?})",
                 out.display(),

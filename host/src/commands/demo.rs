@@ -15,12 +15,12 @@ use candle_core::Device;
 use fbnet::data;
 use fbnet::export::{ExportConfig, ExportReport, int8_path};
 use fbnet::optim::Schedule;
-use fbnet::report::write_atomic;
 use fbnet::runs::RunDir;
 use fbnet::search::{EpochMetrics, SearchConfig, SearchResult, read_metrics};
 use fbnet::train::{TrainConfig, TrainResult, TrainRun};
 use mobile_core::Space;
 use mobile_core::device::DeviceInfo;
+use mobile_core::files::write_atomic;
 use mobile_core::lut::Lut;
 use mobile_core::model::{BenchConfig, BenchReport, Class, Model};
 use mobile_core::profile::{Method, ProfileConfig, profile};
@@ -126,7 +126,12 @@ fn heading(i: usize, what: &str) {
 
 /// The table: given, already in the folder (resumed if partial), or profiled now.
 fn table(a: &DemoArgs, plan: &Plan, cancel: &AtomicBool) -> anyhow::Result<PathBuf> {
-    let path = a.out.join("lut.json");
+    // A quick table is rougher: it gets its own name, so a full demo never continues or reuses it.
+    let path = a.out.join(if a.quick {
+        "lut-quick.json"
+    } else {
+        "lut.json"
+    });
     let space = demo_space();
     if let Some(given) = &a.lut {
         let lut = Lut::load(given)?;

@@ -83,8 +83,7 @@ pub fn run(cmd: LutCommand) -> anyhow::Result<()> {
             pb.finish_and_clear();
             let text = serde_json::to_string_pretty(&report)?;
             if let Some(path) = &out {
-                std::fs::write(path, &text)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                mobile_core::files::write_atomic(path, text.as_bytes())?;
             }
             if json {
                 println!("{text}");

@@ -31,8 +31,12 @@ pub struct ProfileArgs {
     #[arg(long)]
     pub quick: bool,
     /// Continue the partial table at --out instead of starting over.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "force")]
     pub resume: bool,
+    /// Replace an existing table at --out (without it, an existing file is refused: hours of profiling
+    /// are not overwritten by accident).
+    #[arg(long)]
+    pub force: bool,
     /// Seed of the random weights and inputs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -84,6 +88,12 @@ pub fn run(a: ProfileArgs) -> anyhow::Result<()> {
         seed: a.seed,
         trace_dir: std::env::temp_dir(),
     };
+    if out.exists() && !a.resume && !a.force {
+        anyhow::bail!(
+            "{} already exists: pass --resume to continue it, --force to replace it, or another --out",
+            out.display()
+        );
+    }
     let resume = if a.resume && out.exists() {
         Some(Lut::load(&out)?)
     } else {
