@@ -212,26 +212,8 @@ impl Lut {
                     e.op, e.dtype
                 ));
             }
-            let s = &e.stats;
-            for (name, v) in [
-                ("p10", s.p10),
-                ("p50", s.p50),
-                ("p90", s.p90),
-                ("mean", s.mean),
-            ] {
-                if !(v.is_finite() && v > 0.0) {
-                    return bad(format!(
-                        "entry `{}` ({}) has {name} = {v}: latencies must be finite and positive",
-                        e.op, e.dtype
-                    ));
-                }
-            }
-            if !s.std.is_finite() || s.count == 0 {
-                return bad(format!(
-                    "entry `{}` ({}) has no valid sample count or spread",
-                    e.op, e.dtype
-                ));
-            }
+            check_stats(&format!("entry `{}` ({})", e.op, e.dtype), &e.stats, false)
+                .or_else(bad)?;
             if !seen.insert((e.op.clone(), e.dtype)) {
                 return bad(format!("entry `{}` ({}) appears twice", e.op, e.dtype));
             }
@@ -243,12 +225,66 @@ impl Lut {
                     e.op, e.dtype
                 ));
             }
-            let st = &e.stats;
-            let values = [st.trimmed_mean, st.p10, st.p50, st.p90, st.mean];
-            if values.iter().any(|v| !(v.is_finite() && *v >= 0.0)) {
-                return bad(format!(
-                    "network overhead ({}) has a value that is negative or not finite: {values:?}",
-                    e.dtype
+            check_stats(&format!("network overhead ({})", e.dtype), &e.stats, true).or_else(bad)?;
+        }
+        self.check_settings().or_else(bad)?;
+        Ok(())
+    }
+
+    /// The table's settings and its fit: thread count, timing preset, calibration and the raw records
+    /// of a partial table, each within bounds, so that a corrupt value is named here and not met later as
+    /// a NaN in a search.
+    fn check_settings(&self) -> std::result::Result<(), String> {
+        let threads = self.runtime.session.threads;
+        if threads == 0 || threads > MAX_THREADS {
+            return Err(format!(
+                "runtime.session.threads = {threads}: must be 1 to {MAX_THREADS}"
+            ));
+        }
+        let t = &self.timing;
+        let ms_ok = |v: f64| v.is_finite() && (0.0..=3.6e6).contains(&v);
+        if t.min_runs == 0
+            || t.min_runs > t.max_runs
+            || t.max_runs > MAX_SAMPLES
+            || t.warmup_runs > MAX_SAMPLES
+            || !ms_ok(t.warmup_ms)
+            || !ms_ok(t.min_ms)
+            || !(t.max_spread.is_finite() && t.max_spread > 0.0)
+        {
+            return Err(format!("timing settings out of range: {t:?}"));
+        }
+        let mut dtypes = std::collections::BTreeSet::new();
+        for c in &self.calibration {
+            if !self.dtypes.contains(&c.dtype) || !dtypes.insert(c.dtype) {
+                return Err(format!(
+                    "calibration for {} is repeated or of a dtype the table does not declare",
+                    c.dtype
+                ));
+            }
+            if !(c.per_kernel_us.is_finite() && c.per_kernel_us.abs() <= MAX_LATENCY_US)
+                || c.networks == 0
+                || !(c.max_residual.is_finite() && c.max_residual >= 0.0)
+            {
+                return Err(format!(
+                    "calibration for {} is out of range: {} µs per kernel over {} networks, residual {}",
+                    c.dtype, c.per_kernel_us, c.networks, c.max_residual
+                ));
+            }
+        }
+        for r in &self.pending {
+            let value_ok = |v: f64| v.is_finite() && (0.0..=MAX_LATENCY_US).contains(&v);
+            let samples_ok =
+                r.ops.iter().chain(std::iter::once(&r.edge)).all(|o| {
+                    o.samples.len() <= MAX_SAMPLES && o.samples.iter().all(|&v| value_ok(v))
+                });
+            if !self.dtypes.contains(&r.dtype)
+                || !(value_ok(r.wall) && r.wall > 0.0)
+                || !value_ok(r.kernel_time)
+                || !samples_ok
+            {
+                return Err(format!(
+                    "pending record of network `{}` ({}) has a dtype the table does not declare or a time out of range",
+                    r.network, r.dtype
                 ));
             }
         }
@@ -339,6 +375,57 @@ impl Lut {
         Ok(ops + self.overhead(dtype).map_or(0.0, |e| e.stats.trimmed_mean))
     }
 }
+
+/// Largest plausible single latency, µs (100 s): anything above is a unit error or a corrupt file.
+const MAX_LATENCY_US: f64 = 1e8;
+
+/// Checks one latency distribution: every figure finite, positive (zero allowed for the network
+/// overhead) and below [`MAX_LATENCY_US`], the percentiles in order, the trimmed mean (the figure every
+/// prediction sums) inside the samples' bulk, and a sample count.
+fn check_stats(what: &str, s: &Stats, zero_ok: bool) -> std::result::Result<(), String> {
+    for (name, v) in [
+        ("trimmed_mean", s.trimmed_mean),
+        ("p10", s.p10),
+        ("p50", s.p50),
+        ("p90", s.p90),
+        ("mean", s.mean),
+    ] {
+        let low_ok = if zero_ok { v >= 0.0 } else { v > 0.0 };
+        if !(v.is_finite() && low_ok && v <= MAX_LATENCY_US) {
+            return Err(format!(
+                "{what} has {name} = {v} µs: latencies must be finite, {} and at most {MAX_LATENCY_US} µs",
+                if zero_ok { "not negative" } else { "positive" }
+            ));
+        }
+    }
+    if !(s.p10 <= s.p50 && s.p50 <= s.p90) {
+        return Err(format!(
+            "{what} has percentiles out of order: p10 {} p50 {} p90 {}",
+            s.p10, s.p50, s.p90
+        ));
+    }
+    // The trimmed mean averages the samples between about the 10th and 90th percentiles; with few
+    // samples its ends can step a little past them, never by a factor.
+    if s.trimmed_mean < 0.5 * s.p10 || s.trimmed_mean > 2.0 * s.p90 {
+        return Err(format!(
+            "{what} has trimmed_mean {} outside its percentiles p10 {} … p90 {}",
+            s.trimmed_mean, s.p10, s.p90
+        ));
+    }
+    if !(s.std.is_finite() && s.std >= 0.0) || s.count == 0 || s.count > MAX_SAMPLES {
+        return Err(format!(
+            "{what} has no valid sample count (1 to {MAX_SAMPLES}) or spread: count {}, std {}",
+            s.count, s.std
+        ));
+    }
+    Ok(())
+}
+
+/// Most timed runs a table records for one figure (the standard timing stops at 2,000).
+const MAX_SAMPLES: usize = 10_000_000;
+
+/// Most intra-op threads a table can have been measured with.
+pub const MAX_THREADS: usize = 256;
 
 #[cfg(test)]
 mod tests {

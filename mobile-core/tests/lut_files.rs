@@ -114,10 +114,12 @@ fn corrupt_and_foreign_tables_are_refused() {
     assert!(refused(&edit(&|v| v["space"]["num_classes"] = 100.into())).contains("space_hash"));
     // non-positive and non-finite latencies
     assert!(
-        refused(&edit(&|v| v["entries"][3]["p50"] = (-1.0).into())).contains("finite and positive")
+        refused(&edit(&|v| v["entries"][3]["p50"] = (-1.0).into()))
+            .contains("must be finite, positive")
     );
     assert!(
-        refused(&edit(&|v| v["entries"][3]["p10"] = 0.0.into())).contains("finite and positive")
+        refused(&edit(&|v| v["entries"][3]["p10"] = 0.0.into()))
+            .contains("must be finite, positive")
     );
     assert!(
         refused(&edit(&|v| v["entries"][3]["p50"] = serde_json::Value::Null)).contains("malformed")
@@ -138,6 +140,47 @@ fn corrupt_and_foreign_tables_are_refused() {
         .contains("twice")
     );
     assert!(refused(&edit(&|v| v["overhead"][0]["p50"] = (-3.0).into())).contains("overhead"));
+    // the figure every prediction sums is checked like the others, and against its percentiles
+    for bad in [0.0, -5.0, 1e12] {
+        let msg = refused(&edit(&|v| v["entries"][2]["trimmed_mean"] = bad.into()));
+        assert!(msg.contains("trimmed_mean"), "{msg}");
+    }
+    let msg = refused(&edit(&|v| {
+        let p50 = v["entries"][2]["p50"].as_f64().unwrap();
+        v["entries"][2]["trimmed_mean"] = (p50 * 10.0).into();
+    }));
+    assert!(msg.contains("outside its percentiles"), "{msg}");
+    let msg = refused(&edit(&|v| v["entries"][2]["p10"] = 1e6.into()));
+    assert!(msg.contains("out of order"), "{msg}");
+    let msg = refused(&edit(&|v| v["entries"][2]["count"] = 0.into()));
+    assert!(msg.contains("sample count"), "{msg}");
+    // the settings and the fit
+    let msg = refused(&edit(&|v| v["runtime"]["session"]["threads"] = 0.into()));
+    assert!(msg.contains("threads"), "{msg}");
+    let msg = refused(&edit(&|v| v["timing"]["min_runs"] = 0.into()));
+    assert!(msg.contains("timing"), "{msg}");
+    let msg = refused(&edit(&|v| {
+        v["calibration"] = serde_json::json!([
+            {"dtype": "fp32", "per_kernel_us": 1e300, "networks": 3, "max_residual": 0.01}
+        ])
+    }));
+    assert!(msg.contains("calibration"), "{msg}");
+}
+
+/// Every table the project ships passes the checks.
+#[test]
+fn the_committed_tables_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tables");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".json") && !name.ends_with(".validate.json") {
+            Lut::load(&path).unwrap();
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "no tables found in {}", dir.display());
 }
 
 #[test]
