@@ -40,6 +40,12 @@ pub struct TrainConfig {
     /// At most this many training / test images (stratified samples), for quick runs.
     pub max_images: Option<usize>,
     pub max_val_images: Option<usize>,
+    /// Fraction of the training images held out to choose the best epoch, so that no choice is made on
+    /// the test images (whose accuracy is then reported for the chosen epoch). 0: nothing held out, the
+    /// last epoch is kept. Run folders of earlier releases (no field; they chose on the test images)
+    /// resume with 0.
+    #[serde(default)]
+    pub val_split: f64,
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
@@ -66,6 +72,7 @@ impl Default for TrainConfig {
             class_seed: 0,
             max_images: None,
             max_val_images: None,
+            val_split: 0.1,
             epochs: 12,
             batch_size: 128,
             lr: 0.05,
@@ -96,6 +103,11 @@ impl TrainConfig {
             self.label_smoothing
         );
         ensure!(
+            (0.0..0.5).contains(&self.val_split),
+            "--val-split {} must be in [0, 0.5): the fraction of training images held out to choose the epoch",
+            self.val_split
+        );
+        ensure!(
             self.lr.is_finite() && self.lr > 0.0,
             "--lr {} must be a positive number",
             self.lr
@@ -115,7 +127,11 @@ pub struct DataInfo {
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
     pub train_images: usize,
+    /// Test images (the dataset's test split) the accuracies are reported on.
     pub val_images: usize,
+    /// Training images held out to choose the epoch (`val_split`), not trained on.
+    #[serde(default)]
+    pub held_out_images: usize,
 }
 
 /// One line of `metrics.jsonl`.
@@ -125,9 +141,15 @@ pub struct TrainMetrics {
     pub lr: f64,
     pub train_ce: f64,
     pub train_acc: f64,
+    /// On the test images (the dataset's test split; the field names predate the held-out split).
     pub val_ce: f64,
     pub val_top1: f64,
     pub val_top5: f64,
+    /// On the held-out training images that choose the best epoch; absent without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out_top1: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out_ce: Option<f64>,
     pub seconds: f64,
     pub images_per_second: f64,
 }
@@ -136,8 +158,12 @@ pub struct TrainMetrics {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Best {
     pub epoch: usize,
+    /// Test accuracy of the chosen epoch.
     pub top1: f64,
     pub top5: f64,
+    /// What chose it: the held-out accuracy (absent when nothing was held out: the last epoch is kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out_top1: Option<f64>,
     /// The architecture the weights belong to (text and space hash).
     pub arch: String,
     pub space_hash: String,
@@ -251,11 +277,15 @@ impl TrainRun {
     }
 }
 
-/// The training and test images of a run.
+/// The training, held-out and test images of a run.
 pub struct TrainData {
     pub train_source: Arc<dyn Source>,
+    /// The dataset's test split.
     pub val_source: Arc<dyn Source>,
     pub train: Vec<usize>,
+    /// Indices of `train_source` held out to choose the epoch (empty when `val_split` is 0).
+    pub held_out: Vec<usize>,
+    /// Indices of `val_source`: the test images.
     pub val: Vec<usize>,
     pub train_loader: LoaderConfig,
     pub eval_loader: LoaderConfig,
@@ -307,7 +337,28 @@ pub fn prepare_data(
     let c = arch.space.input_channels;
     let train_source = classes_of(data::open(&cfg.data, true, Some(c))?, cfg, arch)?;
     let val_source = classes_of(data::open(&cfg.data, false, Some(c))?, cfg, arch)?;
-    let train = sample(train_source.as_ref(), cfg.max_images, cfg.seed ^ 0x5eed)?;
+    let pool = sample(train_source.as_ref(), cfg.max_images, cfg.seed ^ 0x5eed)?;
+    let (held_out, train) = if cfg.val_split > 0.0 {
+        let labels: Vec<u32> = pool.iter().map(|&i| train_source.label(i)).collect();
+        let (h, t) = data::stratified_split(
+            &labels,
+            train_source.classes().len(),
+            cfg.val_split,
+            cfg.seed ^ 0x4e1d,
+        )?;
+        (
+            h.into_iter().map(|i| pool[i]).collect::<Vec<_>>(),
+            t.into_iter().map(|i| pool[i]).collect(),
+        )
+    } else {
+        (Vec::new(), pool)
+    };
+    ensure!(
+        cfg.val_split == 0.0 || !held_out.is_empty(),
+        "--val-split {} of {} training images holds out none: use more images or a larger split",
+        cfg.val_split,
+        train.len()
+    );
     let val = sample(val_source.as_ref(), cfg.max_val_images, cfg.seed ^ 0x7a1)?;
     ensure!(
         train.len() >= cfg.batch_size,
@@ -342,6 +393,7 @@ pub fn prepare_data(
         std: std.clone(),
         train_images: train.len(),
         val_images: val.len(),
+        held_out_images: held_out.len(),
     };
     Ok(TrainData {
         train_loader: loader(train_aug, true),
@@ -349,6 +401,7 @@ pub fn prepare_data(
         train_source,
         val_source,
         train,
+        held_out,
         val,
         info,
     })
@@ -382,12 +435,11 @@ pub fn predict(
 /// Top-1 and top-5 accuracy and mean cross-entropy of row-major `logits` against `labels`.
 pub fn accuracy(logits: &[f32], labels: &[u32]) -> (f64, f64, f64) {
     let classes = logits.len() / labels.len().max(1);
-    let (mut top1, mut top5, mut ce) = (0usize, 0usize, 0f64);
+    let (mut top1, mut top5, mut ce) = (0f64, 0f64, 0f64);
     for (row, &y) in logits.chunks_exact(classes).zip(labels) {
+        top1 += topk_credit(row, y as usize, 1);
+        top5 += topk_credit(row, y as usize, 5);
         let target = row[y as usize];
-        let above = row.iter().filter(|&&v| v > target).count();
-        top1 += usize::from(above == 0);
-        top5 += usize::from(above < 5);
         let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
         let lse = max as f64
             + row
@@ -398,7 +450,21 @@ pub fn accuracy(logits: &[f32], labels: &[u32]) -> (f64, f64, f64) {
         ce += lse - target as f64;
     }
     let n = labels.len().max(1) as f64;
-    (top1 as f64 / n, top5 as f64 / n, ce / n)
+    (top1 / n, top5 / n, ce / n)
+}
+
+/// Credit for the label being among the `k` largest logits, ties counted honestly: the chance that it
+/// is, when tied classes are ordered at random. A label tied with `t` others at the edge of the top `k`
+/// gets the fraction of their places that fall inside it; a logit that is not a number gets none.
+pub fn topk_credit(row: &[f32], label: usize, k: usize) -> f64 {
+    let target = row[label];
+    if target.is_nan() {
+        return 0.0;
+    }
+    let above = row.iter().filter(|&&v| v > target).count();
+    let tied = row.iter().filter(|&&v| v == target).count(); // the label itself included
+    let inside = k.saturating_sub(above).min(tied);
+    inside as f64 / tied as f64
 }
 
 /// Cross-entropy with label smoothing ε: `(1−ε)·CE + ε·mean over classes of −log p`.
@@ -622,13 +688,32 @@ pub fn train(
             },
         )?;
         let (top1, top5, val_ce) = accuracy(&logits, &labels);
+        let held_out = if data.held_out.is_empty() {
+            None
+        } else {
+            let (logits, labels) = predict(
+                &st.net,
+                data.train_source.clone(),
+                &data.held_out,
+                &data.eval_loader,
+                |_, _| {},
+            )?;
+            let (h1, _, hce) = accuracy(&logits, &labels);
+            Some((h1, hce))
+        };
         last = (top1, top5);
         st.epochs_done += 1;
-        if st.best.as_ref().is_none_or(|b| top1 > b.top1) {
+        // The epoch is chosen on the held-out images only; without them the last epoch is kept.
+        let better = match (held_out, st.best.as_ref().and_then(|b| b.held_out_top1)) {
+            (Some((h, _)), Some(b)) => h > b,
+            _ => true,
+        };
+        if better {
             let best = Best {
                 epoch: st.epochs_done,
                 top1,
                 top5,
+                held_out_top1: held_out.map(|h| h.0),
                 arch: arch.text(),
                 space_hash: arch.space.hash(),
             };
@@ -649,6 +734,8 @@ pub fn train(
             val_ce,
             val_top1: top1,
             val_top5: top5,
+            held_out_top1: held_out.map(|h| h.0),
+            held_out_ce: held_out.map(|h| h.1),
             seconds: started.elapsed().as_secs_f64(),
             images_per_second: tally.seen as f64 / train_seconds,
         };
@@ -690,4 +777,24 @@ pub fn train(
         serde_json::to_string_pretty(&result)?.as_bytes(),
     )?;
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ties_get_their_share_of_the_credit() {
+        // the label alone on top; tied with one other; tied with two others; below another
+        assert_eq!(topk_credit(&[0.1, 0.9, 0.3], 1, 1), 1.0);
+        assert_eq!(topk_credit(&[0.9, 0.9, 0.3], 1, 1), 0.5);
+        assert!((topk_credit(&[0.5, 0.5, 0.5], 2, 1) - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(topk_credit(&[0.1, 0.9, 0.3], 2, 1), 0.0);
+        // top-2 with three tied below one above: one of the three places is inside
+        assert!((topk_credit(&[0.9, 0.5, 0.5, 0.5], 3, 2) - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(topk_credit(&[f32::NAN, 0.5], 0, 1), 0.0);
+        let (top1, top5, _) = accuracy(&[0.9, 0.9, 0.1, 0.2, 0.3, 0.3], &[0, 1]);
+        assert_eq!(top1, 0.5);
+        assert_eq!(top5, 1.0);
+    }
 }

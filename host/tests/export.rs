@@ -158,12 +158,23 @@ fn a_trained_run_exports_to_onnx_that_agrees_with_candle_and_describes_itself() 
     let tmp = tempfile::tempdir().unwrap();
     let arch = tiny_arch();
     let cfg = TrainConfig {
-        max_images: Some(600),
+        max_images: Some(800),
         ..config(write_arch(tmp.path(), &arch), 3)
     };
     let dir = tmp.path().join("run");
     let result = run_training(&cfg, &dir, false, None).unwrap();
     assert!(result.best.top1 > 0.5, "3 classes: {result:?}");
+    // the epoch was chosen on held-out training images, the first with the best held-out accuracy
+    let metrics: Vec<fbnet::train::TrainMetrics> =
+        fbnet::runs::read_metrics(&RunDir(dir.clone())).unwrap();
+    let held_out: Vec<f64> = metrics.iter().map(|m| m.held_out_top1.unwrap()).collect();
+    let top = held_out.iter().cloned().fold(f64::MIN, f64::max);
+    assert_eq!(result.best.held_out_top1, Some(top));
+    assert_eq!(
+        result.best.epoch,
+        1 + held_out.iter().position(|&h| h == top).unwrap()
+    );
+    assert_eq!(result.best.top1, metrics[result.best.epoch - 1].val_top1);
     let out = tmp.path().join("out").join("model.onnx");
     let export_cfg = ExportConfig {
         calib: 32,
@@ -186,6 +197,50 @@ fn a_trained_run_exports_to_onnx_that_agrees_with_candle_and_describes_itself() 
     assert!(q.bytes < report.fp32.bytes, "{report:?}");
     assert!(q.same_top1 > 0.8, "{report:?}");
     assert!(q.max_abs_diff > 0.0, "int8 cannot be exact");
+    // the reported accuracies are what stock ONNX Runtime gives on the written files, in a fresh
+    // session, with a plain argmax: the int8 logits are float, so no tie decides a class
+    let run_dir = TrainRun(RunDir(dir.clone()));
+    let info = run_dir.data_info().unwrap();
+    let data = fbnet::train::prepare_data(&cfg, &arch, Some((info.mean.clone(), info.std.clone())))
+        .unwrap();
+    let batches =
+        fbnet::data::batches(data.val_source.clone(), &data.val, &data.eval_loader, 0).unwrap();
+    let mut inputs = Vec::new();
+    for batch in batches {
+        let b = batch.unwrap();
+        let per = b.images.len() / b.labels.len();
+        inputs.extend(
+            b.images
+                .chunks_exact(per)
+                .map(<[f32]>::to_vec)
+                .zip(b.labels),
+        );
+    }
+    assert_eq!(inputs.len(), report.images);
+    for (file, reported) in [(&out, report.fp32.top1), (&q.file, q.top1)] {
+        let mut session = SessionConfig { threads: 1 }
+            .session(&std::fs::read(file).unwrap())
+            .unwrap();
+        let mut correct = 0;
+        for (x, label) in &inputs {
+            let logits = run(&mut session, x, &[1, 1, 28, 28]).unwrap().remove(0).1;
+            let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            assert_eq!(
+                logits.iter().filter(|&&v| v == max).count(),
+                1,
+                "{}: tied logits {logits:?}",
+                file.display()
+            );
+            let best = logits.iter().position(|&v| v == max).unwrap();
+            correct += usize::from(best == *label as usize);
+        }
+        assert_eq!(
+            correct as f64 / inputs.len() as f64,
+            reported,
+            "{}: fresh ONNX Runtime top-1 differs from the reported one",
+            file.display()
+        );
+    }
     // the metadata round-trips and is what the run knows
     let info = TrainRun(RunDir(dir.clone())).data_info().unwrap();
     for (file, dtype) in [(&out, Dtype::Fp32), (&q.file, Dtype::Int8)] {

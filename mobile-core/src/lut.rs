@@ -277,11 +277,12 @@ impl Lut {
                 r.ops.iter().chain(std::iter::once(&r.edge)).all(|o| {
                     o.samples.len() <= MAX_SAMPLES && o.samples.iter().all(|&v| value_ok(v))
                 });
-            if !self.dtypes.contains(&r.dtype)
-                || !(value_ok(r.wall) && r.wall > 0.0)
-                || !value_ok(r.kernel_time)
-                || !samples_ok
-            {
+            let fine = self.dtypes.contains(&r.dtype)
+                && value_ok(r.wall)
+                && r.wall > 0.0
+                && value_ok(r.kernel_time)
+                && samples_ok;
+            if !fine {
                 return Err(format!(
                     "pending record of network `{}` ({}) has a dtype the table does not declare or a time out of range",
                     r.network, r.dtype

@@ -293,7 +293,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     heading(3, "training the chosen architecture from scratch");
     let (train_run, trained) = train_stage(&a, &plan, &search_run, &lut, &cancel)?;
     println!(
-        "best test top-1 {:.2}% at epoch {}",
+        "test top-1 {:.2}% at epoch {} (chosen on held-out training images)",
         100.0 * trained.best.top1,
         trained.best.epoch
     );
@@ -405,7 +405,7 @@ fn markdown(r: &DemoReport) -> String {
     let _ = writeln!(s, "- chosen: `{}`", r.search.best);
     let _ = writeln!(
         s,
-        "- trained from scratch: best test top-1 {:.2}% (epoch {})",
+        "- trained from scratch: test top-1 {:.2}% at epoch {} (chosen on held-out training images, not on the test images)",
         100.0 * r.training.best.top1,
         r.training.best.epoch
     );

@@ -39,9 +39,13 @@ pub struct TrainArgs {
     /// Use at most this many training images (stratified).
     #[arg(long)]
     pub max_images: Option<usize>,
-    /// Validate on at most this many test images (stratified).
+    /// Report accuracy on at most this many test images (stratified).
     #[arg(long)]
     pub max_val_images: Option<usize>,
+    /// Fraction of the training images held out to choose the best epoch (never the test images);
+    /// 0 keeps the last epoch.
+    #[arg(long, default_value_t = defaults().val_split)]
+    pub val_split: f64,
     #[arg(long, default_value_t = defaults().epochs)]
     pub epochs: usize,
     #[arg(long, default_value_t = defaults().batch_size)]
@@ -140,6 +144,7 @@ impl TrainArgs {
                 .unwrap_or(0),
             max_images: self.max_images,
             max_val_images: self.max_val_images,
+            val_split: self.val_split,
             epochs: self.epochs,
             batch_size: self.batch_size,
             lr: self.lr,
@@ -242,12 +247,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let run = TrainRun(run);
     let result = train_with_progress(&cfg, &run, resume, &device(&args.device)?, &cancel)?;
     println!("run folder {}", run.0.0.display());
+    let chosen = match result.best.held_out_top1 {
+        Some(h) => format!(
+            "epoch {} (chosen on held-out training images: {:.2}%)",
+            result.best.epoch,
+            100.0 * h
+        ),
+        None => format!("epoch {} (the last)", result.best.epoch),
+    };
     println!(
-        "{}: best test top-1 {:.2}% (top-5 {:.2}%) at epoch {}; last epoch {:.2}%",
+        "{}: {chosen}: test top-1 {:.2}% (top-5 {:.2}%); last epoch {:.2}%",
         result.arch,
         100.0 * result.best.top1,
         100.0 * result.best.top5,
-        result.best.epoch,
         100.0 * result.last_top1
     );
     println!(

@@ -5,7 +5,7 @@
 //! as int8 with one symmetric scale per output channel and dequantised in the graph, biases as int32 with
 //! scale `x_scale · w_scale`. ONNX Runtime's QDQ fusions (optimisation level All) turn each
 //! DQ → Conv → [Relu] → Q group into one QLinearConv, Add into QLinearAdd, the pool into
-//! QLinearGlobalAveragePool and the classifier into QGemm. Because both forms come from the same calls,
+//! QLinearGlobalAveragePool and the classifier into QGemm (whose logits stay float). Because both forms come from the same calls,
 //! the activation names of an fp32 graph are exactly those the int8 graph needs ranges for.
 
 use std::collections::HashMap;
@@ -398,7 +398,10 @@ impl<'r> GraphBuilder<'r> {
         self.same_quantization(x, out)
     }
 
-    /// Fully connected layer `y = x Wᵀ + b` with `W` of `[out, in]`.
+    /// Fully connected layer `y = x Wᵀ + b` with `W` of `[out, in]`: the classifier. Its output stays
+    /// float in both forms (int8 weights and input, float logits; ONNX Runtime runs it as a QGemm with
+    /// float output): quantising ten logits to uint8 saves nothing and makes classes tie, which made
+    /// int8 top-1 depend on how ties were counted.
     pub fn gemm(
         &mut self,
         x: &str,
@@ -417,7 +420,8 @@ impl<'r> GraphBuilder<'r> {
             out,
             vec![attr_int("transB", 1)],
         );
-        self.activation(out)
+        self.activations.push(out.to_string());
+        Ok(out.to_string())
     }
 
     /// A data-movement op's output: in int8 it is requantised with its input's parameters, so ONNX
