@@ -805,6 +805,24 @@ fn theta_batch(
         let loss = cfg.latency_loss().combine(&ce, &lat)?;
         finite(loss.to_scalar::<f32>()? as f64, "loss", epoch, step, run)?;
         let grads = loss.backward()?;
+        if let Ok(path) = std::env::var("FBNET_DEBUG_GRADS") {
+            let ce_grads = cfg.latency_loss().combine(&ce.detach(), &lat)?.backward()?;
+            let rows: Vec<Vec<Vec<f32>>> = st
+                .theta
+                .iter()
+                .map(|t| -> Result<Vec<Vec<f32>>> {
+                    Ok(vec![
+                        ce_grads
+                            .get(t.as_tensor())
+                            .unwrap()
+                            .flatten_all()?
+                            .to_vec1()?,
+                        grads.get(t.as_tensor()).unwrap().flatten_all()?.to_vec1()?,
+                    ])
+                })
+                .collect::<Result<_>>()?;
+            crate::runs::append_line(std::path::Path::new(&path), &serde_json::to_string(&rows)?)?;
+        }
         let params: Vec<(&str, &Var)> = st
             .theta_names
             .iter()

@@ -186,6 +186,35 @@ pub struct Profiler {
     cancel: AtomicBool,
 }
 
+/// The tables being written by a profile in this process: a second profile of the same object or into
+/// the same file would interleave two runs' saves in one file.
+static PROFILING: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Holds `path` in [`PROFILING`] while a profile writes it; released on drop, whatever the outcome.
+struct Writing(PathBuf);
+
+impl Writing {
+    fn claim(path: &Path) -> Result<Writing> {
+        let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut held = PROFILING.lock().unwrap_or_else(|e| e.into_inner());
+        if held.contains(&key) {
+            return Err(invalid(format!(
+                "{}: a profile is already writing this table; wait for it or cancel it",
+                path.display()
+            )));
+        }
+        held.push(key.clone());
+        Ok(Writing(key))
+    }
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        let mut held = PROFILING.lock().unwrap_or_else(|e| e.into_inner());
+        held.retain(|p| p != &self.0);
+    }
+}
+
 fn space_of(req: &ProfileRequest) -> Result<Space> {
     let base = if req.space.trim_start().starts_with('{') {
         serde_json::from_str::<Space>(&req.space)
@@ -250,9 +279,7 @@ impl Profiler {
         let config = ProfileConfig {
             space,
             dtypes,
-            session: SessionConfig {
-                threads: request.threads as usize,
-            },
+            session: SessionConfig::clamped(request.threads as usize),
             timing: if request.quick {
                 TimingConfig::quick()
             } else {
@@ -281,6 +308,7 @@ impl Profiler {
 
     /// Profiles, blocking until done, cancelled or failed. The partial table stays at `out_path`.
     pub fn run(&self, listener: Option<Arc<dyn ProfileListener>>) -> Result<ProfileResult> {
+        let _writing = Writing::claim(&self.out)?;
         let started = std::time::Instant::now();
         let previous = if self.resume && self.out.exists() {
             Some(Lut::load(&self.out)?)
@@ -391,25 +419,14 @@ impl ModelRunner {
     /// Loads an exported model file.
     #[uniffi::constructor]
     pub fn load(path: String, threads: u32) -> Result<Arc<ModelRunner>> {
-        let model = Model::load(
-            &path,
-            SessionConfig {
-                threads: threads.max(1) as usize,
-            },
-        )?;
+        let model = Model::load(&path, SessionConfig::clamped(threads as usize))?;
         Ok(Arc::new(ModelRunner { model }))
     }
 
     /// Loads an exported model from its bytes; `name` identifies it in errors.
     #[uniffi::constructor]
     pub fn from_bytes(bytes: Vec<u8>, name: String, threads: u32) -> Result<Arc<ModelRunner>> {
-        let model = Model::from_bytes(
-            &bytes,
-            &name,
-            SessionConfig {
-                threads: threads.max(1) as usize,
-            },
-        )?;
+        let model = Model::from_bytes(&bytes, &name, SessionConfig::clamped(threads as usize))?;
         Ok(Arc::new(ModelRunner { model }))
     }
 
@@ -426,6 +443,11 @@ impl ModelRunner {
             .into_iter()
             .map(ClassScore::from)
             .collect())
+    }
+
+    /// Stops a `bench` in flight after its current run (it then fails with `Cancelled`).
+    pub fn cancel(&self) {
+        self.model.cancel();
     }
 
     /// Times `runs` single-image runs after `warmup`, beside the prediction of the model's own table or
@@ -447,5 +469,30 @@ impl ModelRunner {
             table.as_ref().map(|t| (t, name.as_str())),
         )?;
         Ok(report.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_profile_at_a_time_writes_a_table() {
+        let path = std::env::temp_dir().join("fbnet-api-writing.json");
+        let first = Writing::claim(&path).unwrap();
+        let err = Writing::claim(&path).err().unwrap().to_string();
+        assert!(err.contains("already writing"), "{err}");
+        // another file is free, and the first is free again once its profile ends
+        let other = Writing::claim(&path.with_extension("other.json")).unwrap();
+        drop(first);
+        Writing::claim(&path).unwrap();
+        drop(other);
+    }
+
+    #[test]
+    fn threads_are_clamped_to_the_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(SessionConfig::clamped(0).threads, 1);
+        assert_eq!(SessionConfig::clamped(1_000_000).threads, cores);
     }
 }

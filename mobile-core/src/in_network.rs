@@ -21,7 +21,7 @@
 //! interrupted profile resumes without measuring those networks again.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -100,6 +100,25 @@ static TRACE_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// run an op markedly faster or slower (its buffers land elsewhere in memory).
 const PROFILED_SESSIONS: usize = 3;
 
+/// A private folder for one profiled session's trace, removed with everything in it on drop.
+struct TraceDir(PathBuf);
+
+impl TraceDir {
+    fn new(parent: &Path) -> Result<TraceDir> {
+        let n = TRACE_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = parent.join(format!(".fbnet-trace-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(TraceDir(dir))
+    }
+}
+
+impl Drop for TraceDir {
+    fn drop(&mut self) {
+        // Best effort: nothing else can be done about a folder that cannot be removed.
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A covering network built for measurement, with what every run of it needs.
 struct Subject<'a> {
     model: Vec<u8>,
@@ -115,12 +134,13 @@ impl Subject<'_> {
     /// whose kernels are attributed to the network's ops. The trace file is deleted after reading.
     fn profiled_runs(&self, runs: usize) -> Result<Vec<RunBreakdown>> {
         let cfg = self.cfg;
-        std::fs::create_dir_all(&cfg.trace_dir).map_err(|e| Error::io(&cfg.trace_dir, e))?;
-        let n = TRACE_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let prefix = cfg
-            .trace_dir
-            .join(format!("fbnet-trace-{}-{n}", std::process::id()));
-        let mut profiled = cfg.session.profiled_session(&self.model, &prefix)?;
+        // Declared before the session, so dropped after it: whichever way this returns (cancelled,
+        // failed), the trace ONNX Runtime writes when the session drops lands in this private
+        // folder and is removed with it.
+        let traces = TraceDir::new(&cfg.trace_dir)?;
+        let mut profiled = cfg
+            .session
+            .profiled_session(&self.model, &traces.0.join("trace"))?;
         for _ in 0..cfg.timing.warmup_runs + runs {
             run(&mut profiled, &self.input, &self.graph.input_shape)?;
             if self.cancel.load(Ordering::Relaxed) {
@@ -129,9 +149,8 @@ impl Subject<'_> {
         }
         let trace_path = PathBuf::from(profiled.end_profiling()?);
         drop(profiled);
-        let text = std::fs::read_to_string(&trace_path).map_err(|e| Error::io(&trace_path, e));
-        let _ = std::fs::remove_file(&trace_path);
-        let mut all = breakdown(&text?, self.n_ops)?;
+        let text = std::fs::read_to_string(&trace_path).map_err(|e| Error::io(&trace_path, e))?;
+        let mut all = breakdown(&text, self.n_ops)?;
         Ok(all.split_off(all.len().saturating_sub(runs)))
     }
 
@@ -403,6 +422,44 @@ mod tests {
             },
             ops: vec![],
         }
+    }
+
+    #[test]
+    fn a_cancelled_profiled_run_leaves_no_trace_file() {
+        let dir = std::env::temp_dir().join(format!("fbnet-traces-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let space = crate::Space::fbnet_small().with_variant(Some(16), Some(0.25), Some(10));
+        let cfg = ProfileConfig {
+            space: space.clone(),
+            dtypes: vec![Dtype::Fp32],
+            session: crate::runtime::SessionConfig::default(),
+            timing: crate::timing::TimingConfig::quick(),
+            device: crate::device::DeviceInfo::default(),
+            method: crate::profile::Method::InNetwork,
+            seed: 1,
+            trace_dir: dir.clone(),
+        };
+        let arch = covering_archs(&space).unwrap().remove(0);
+        let graph = build_at(Dtype::Fp32, cfg.session, 1, &mut |d, r| {
+            arch_graph(&arch, d, &mut RandomWeights { seed: 1 }, r, 1, &[])
+        })
+        .unwrap();
+        let cancel = AtomicBool::new(true);
+        let subject = Subject {
+            model: graph.model.to_bytes(),
+            input: random_inputs(&graph.input_shape, 1, 1).remove(0),
+            n_ops: arch.ops().len(),
+            graph,
+            cfg: &cfg,
+            cancel: &cancel,
+        };
+        assert!(matches!(subject.profiled_runs(3), Err(Error::Cancelled)));
+        cancel.store(false, Ordering::Relaxed);
+        assert_eq!(subject.profiled_runs(3).unwrap().len(), 3);
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -35,7 +36,13 @@ pub struct Model {
     origin: PathBuf,
     config: SessionConfig,
     session: Mutex<Session>,
+    /// Set by [`Model::cancel`]: a benchmark in flight stops after its current run.
+    cancel: AtomicBool,
 }
+
+/// Most timed runs and warm-up runs one benchmark may ask for: enough for any measurement, and a
+/// bound on how long one call can hold the model.
+pub const MAX_BENCH_RUNS: usize = 100_000;
 
 /// One class of a classification, with its softmax probability.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -126,7 +133,14 @@ impl Model {
             origin: origin.to_path_buf(),
             config,
             session: Mutex::new(session),
+            cancel: AtomicBool::new(false),
         })
+    }
+
+    /// Stops a benchmark in flight (from another thread) after its current run; it returns
+    /// [`Error::Cancelled`].
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
     }
 
     /// The description the file carries.
@@ -233,6 +247,13 @@ impl Model {
         if config.runs == 0 {
             return Err(Error::invalid("a benchmark needs at least one timed run"));
         }
+        if config.runs > MAX_BENCH_RUNS || config.warmup > MAX_BENCH_RUNS {
+            return Err(Error::invalid(format!(
+                "a benchmark takes at most {MAX_BENCH_RUNS} timed and {MAX_BENCH_RUNS} warm-up runs, not {} and {}",
+                config.runs, config.warmup
+            )));
+        }
+        self.cancel.store(false, Ordering::Relaxed);
         let prediction = self.predicted(table)?;
         let runtime = runtime::init(None)?.version;
         let input = random_inputs(&self.meta.input_shape, 1, BENCH_SEED).remove(0);
@@ -267,11 +288,18 @@ impl Model {
     fn time_runs(&self, input: &[f32], config: &BenchConfig) -> Result<Vec<f64>> {
         let tensor = Tensor::from_array((self.meta.input_shape.clone(), input.to_vec()))?;
         let mut session = self.session();
+        let cancelled = || self.cancel.load(Ordering::Relaxed);
         for _ in 0..config.warmup {
+            if cancelled() {
+                return Err(Error::Cancelled);
+            }
             session.run(ort::inputs![&tensor])?;
         }
         let mut samples = Vec::with_capacity(config.runs);
         for _ in 0..config.runs {
+            if cancelled() {
+                return Err(Error::Cancelled);
+            }
             let start = Instant::now();
             let out = session.run(ort::inputs![&tensor])?;
             let us = start.elapsed().as_secs_f64() * 1e6;
@@ -317,18 +345,20 @@ fn check_input(proto: &ModelProto, meta: &ModelMeta, origin: &Path) -> Result<()
         .and_then(|t| t.tensor_type.as_ref())
         .and_then(|t| t.shape.as_ref())
         .map(|s| s.dim.iter().map(|d| d.dim_value).collect());
-    let matches = dims.as_ref().is_none_or(|dims| {
+    // Every dimension must be fixed and equal to the metadata's: a symbolic one (`batch`, `height`)
+    // would let the graph accept shapes its description does not promise.
+    let matches = dims.as_ref().is_some_and(|dims| {
         dims.len() == meta.input_shape.len()
             && dims
                 .iter()
                 .zip(&meta.input_shape)
-                .all(|(d, &m)| d.is_none_or(|d| d == m as i64))
+                .all(|(d, &m)| *d == Some(m as i64))
     });
     if !matches {
         return Err(Error::bad_file(
             origin,
             format!(
-                "the graph's input has shape {:?}, but the metadata says {:?}",
+                "the graph's input has shape {:?} (None: a symbolic dimension), but the metadata promises the fixed shape {:?}",
                 dims.unwrap_or_default(),
                 meta.input_shape
             ),

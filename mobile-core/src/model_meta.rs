@@ -90,8 +90,28 @@ impl ModelMeta {
                 ),
             ));
         }
-        if meta.input_shape.len() != 4
-            || meta.mean.len() != meta.input_shape[1]
+        let l = &crate::space::LIMITS;
+        let shape = &meta.input_shape;
+        if shape.len() != 4
+            || shape[0] != 1
+            || !(1..=l.input_channels).contains(&shape[1])
+            || !(1..=l.resolution).contains(&shape[2])
+            || !(1..=l.resolution).contains(&shape[3])
+            || meta.labels.len() > l.classes
+            || meta.labels.iter().any(|s| s.len() > MAX_LABEL_BYTES)
+        {
+            return Err(Error::bad_file(
+                origin,
+                format!(
+                    "fbnet metadata asks for input {shape:?} and {} labels: the input must be [1, C, H, W] with C at most {}, H and W at most {}, and at most {} labels of {MAX_LABEL_BYTES} bytes",
+                    meta.labels.len(),
+                    l.input_channels,
+                    l.resolution,
+                    l.classes
+                ),
+            ));
+        }
+        if meta.mean.len() != meta.input_shape[1]
             || meta.std.len() != meta.input_shape[1]
             || meta.std.iter().any(|s| !s.is_finite() || *s <= 0.0)
             || meta.mean.iter().any(|m| !m.is_finite())
@@ -111,6 +131,9 @@ impl ModelMeta {
         Ok(meta)
     }
 }
+
+/// Longest class label accepted in a model's metadata.
+pub const MAX_LABEL_BYTES: usize = 1024;
 
 /// Decodes an ONNX file's bytes; `origin` names the file in errors.
 pub fn decode_model(bytes: &[u8], origin: &Path) -> Result<ModelProto> {

@@ -5,6 +5,8 @@
 use std::io::Cursor;
 use std::path::Path;
 
+use image::ImageDecoder as _;
+
 use crate::error::{Error, Result};
 use crate::model_meta::ModelMeta;
 
@@ -63,7 +65,13 @@ pub struct Rect {
     pub h: usize,
 }
 
-/// Decodes a JPEG or PNG (recognised from its content, so a misnamed file still reads) into planar grey
+/// Widest and tallest image decoded, pixels.
+pub const MAX_IMAGE_SIDE: u32 = 8192;
+/// Most memory one decode may take (8192 × 4096 RGBA).
+pub const MAX_IMAGE_BYTES: u64 = 128 << 20;
+
+/// Decodes a JPEG or PNG (recognised from its content, so a misnamed file still reads), turned upright
+/// by its EXIF orientation, into planar grey
 /// (`channels` 1, luma) or RGB (3). `origin` names the image in errors.
 pub fn decode(bytes: &[u8], channels: usize, origin: &Path) -> Result<Image> {
     if channels != 1 && channels != 3 {
@@ -72,11 +80,31 @@ pub fn decode(bytes: &[u8], channels: usize, origin: &Path) -> Result<Image> {
             origin.display()
         )));
     }
-    let decoded = image::ImageReader::new(Cursor::new(bytes))
+    let mut reader = image::ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| Error::bad_file(origin, format!("cannot read the image: {e}")))?
-        .decode()
-        .map_err(|e| Error::bad_file(origin, format!("cannot decode the image: {e}")))?;
+        .map_err(|e| Error::bad_file(origin, format!("cannot read the image: {e}")))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    reader.limits(limits);
+    let cannot = |e: image::ImageError| {
+        Error::bad_file(
+            origin,
+            format!(
+                "cannot decode the image (at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels and {} MiB decoded): {e}",
+                MAX_IMAGE_BYTES >> 20
+            ),
+        )
+    };
+    let mut decoder = reader.into_decoder().map_err(cannot)?;
+    // A phone's camera stores a portrait photo as landscape pixels plus an EXIF orientation; without
+    // applying it the network would see the photo turned on its side.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut decoded = image::DynamicImage::from_decoder(decoder).map_err(cannot)?;
+    decoded.apply_orientation(orientation);
     let (width, height) = (decoded.width() as usize, decoded.height() as usize);
     if width == 0 || height == 0 {
         return Err(Error::bad_file(
@@ -398,6 +426,39 @@ mod tests {
         normalize(&mut out, &[0.5], &[0.5]).unwrap();
         assert!(decode(b"not an image", 1, Path::new("x.png")).is_err());
         assert!(decode(b"not an image", 2, Path::new("x.png")).is_err());
+    }
+
+    #[test]
+    fn oversized_images_are_refused_and_exif_orientation_is_applied() {
+        // wider than the limit: refused by the decoder's limits, with the limit named
+        let wide = image::GrayImage::new(MAX_IMAGE_SIDE + 1, 1);
+        let mut png = Vec::new();
+        image::DynamicImage::ImageLuma8(wide)
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let err = decode(&png, 1, Path::new("wide.png"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("wide.png") && err.contains("8192"), "{err}");
+
+        // a 16x8 JPEG whose EXIF says "rotate 90° clockwise" (orientation 6) decodes as 8x16
+        let img = image::GrayImage::from_fn(16, 8, |x, _| image::Luma([(x * 16) as u8]));
+        let mut jpeg = Vec::new();
+        image::DynamicImage::ImageLuma8(img)
+            .write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+            .unwrap();
+        let mut exif = b"Exif\0\0II\x2a\0\x08\0\0\0\x01\0".to_vec();
+        exif.extend([0x12, 0x01, 3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0]);
+        let mut tagged = vec![0xff, 0xd8, 0xff, 0xe1];
+        tagged.extend(((exif.len() + 2) as u16).to_be_bytes());
+        tagged.extend(&exif);
+        tagged.extend(&jpeg[2..]);
+        let plain = decode(&jpeg, 1, Path::new("p.jpg")).unwrap();
+        assert_eq!((plain.width, plain.height), (16, 8));
+        let turned = decode(&tagged, 1, Path::new("t.jpg")).unwrap();
+        assert_eq!((turned.width, turned.height), (8, 16));
+        // turned clockwise: the left column (dark) is now the top row
+        assert!(turned.pixels[0] < 40 && turned.pixels[turned.pixels.len() - 1] > 200);
     }
 
     #[test]

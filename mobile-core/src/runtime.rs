@@ -160,6 +160,15 @@ impl Default for SessionConfig {
 }
 
 impl SessionConfig {
+    /// `threads` intra-op threads, at least 1 and at most this device's cores: more threads than cores
+    /// only time the scheduler, and an absurd count from a caller would spawn that many threads.
+    pub fn clamped(threads: usize) -> SessionConfig {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        SessionConfig {
+            threads: threads.clamp(1, cores),
+        }
+    }
+
     fn builder(&self) -> Result<ort::session::builder::SessionBuilder> {
         Ok(Session::builder(environment()?)?
             .with_optimization_level(GraphOptimizationLevel::All)

@@ -203,6 +203,37 @@ pub fn conv_out(hw: usize, stride: usize) -> usize {
     hw.div_ceil(stride)
 }
 
+/// The largest spaces fbnet accepts. They are far above any network that runs on a phone (the paper's
+/// space at 224 px needs 1.2 M values for its largest activation) and low enough that what passes
+/// cannot exhaust a phone's memory while it is built or profiled.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Limits {
+    pub resolution: usize,
+    pub input_channels: usize,
+    pub classes: usize,
+    pub stages: usize,
+    pub layers_per_stage: usize,
+    /// Channels of a stage, the stem or the head, before the width multiplier.
+    pub channels: usize,
+    pub width: f64,
+    pub candidates: usize,
+    /// Values of the largest activation tensor (2^26: 256 MiB of fp32).
+    pub activation_elements: u64,
+}
+
+/// The limits [`Space::validate`] applies.
+pub const LIMITS: Limits = Limits {
+    resolution: 1024,
+    input_channels: 16,
+    classes: 100_000,
+    stages: 16,
+    layers_per_stage: 32,
+    channels: 4096,
+    width: 8.0,
+    candidates: 64,
+    activation_elements: 1 << 26,
+};
+
 /// Round `channels × width` to a multiple of 8, never dropping more than 10% (MobileNetV2's rule).
 pub fn scale_channels(channels: usize, width: f64) -> usize {
     let v = channels as f64 * width;
@@ -306,10 +337,62 @@ impl Space {
                 self.width
             ));
         }
+        let l = &LIMITS;
+        for (what, v, max) in [
+            ("resolution", self.resolution, l.resolution),
+            ("input channels", self.input_channels, l.input_channels),
+            ("classes", self.num_classes, l.classes),
+            ("stages", self.stages.len(), l.stages),
+            ("stem channels", self.stem_channels, l.channels),
+            ("head channels", self.head_channels, l.channels),
+            ("candidates", self.candidates.len(), l.candidates),
+        ] {
+            if v > max {
+                return bad(format!("{what} {v} is above the limit of {max}"));
+            }
+        }
+        if self.width > l.width {
+            return bad(format!(
+                "width multiplier {} is above the limit of {}",
+                self.width, l.width
+            ));
+        }
         for (i, st) in self.stages.iter().enumerate() {
             if st.layers == 0 || st.channels == 0 || !(1..=2).contains(&st.stride) {
                 return bad(format!(
                     "stage {i} needs layers > 0, channels > 0 and stride 1 or 2, got {st:?}"
+                ));
+            }
+            if st.layers > l.layers_per_stage || st.channels > l.channels {
+                return bad(format!(
+                    "stage {i} has {} layers of {} channels: the limits are {} layers and {} channels",
+                    st.layers, st.channels, l.layers_per_stage, l.channels
+                ));
+            }
+        }
+        // The largest activation any candidate makes (the expanded tensor of a block at its input
+        // size), in checked arithmetic: a space that would need gigabytes fails here, with a message,
+        // and not as an allocation failure on the phone (which no panic handler can catch).
+        let widest = self
+            .candidates
+            .iter()
+            .map(|b| b.expansion().max(1))
+            .max()
+            .unwrap_or(1);
+        let mut largest = (self.stem_out() as u64).checked_mul((self.stem_hw() as u64).pow(2));
+        for layer in self.layers() {
+            let mid = (layer.cin as u64).checked_mul(widest as u64);
+            let elems = mid.and_then(|m| m.checked_mul((layer.hw_in as u64).checked_pow(2)?));
+            largest = largest.zip(elems).map(|(a, b)| a.max(b));
+        }
+        match largest {
+            Some(n) if n <= l.activation_elements => {}
+            _ => {
+                return bad(format!(
+                    "its largest activation has {} values, above the limit of {} ({} MiB of fp32): lower the resolution or the width",
+                    largest.map_or("too many".to_string(), |n| n.to_string()),
+                    l.activation_elements,
+                    (l.activation_elements * 4) >> 20
                 ));
             }
         }
@@ -445,6 +528,33 @@ impl Space {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spaces_beyond_the_limits_are_refused_before_anything_is_allocated() {
+        assert!(Space::fbnet_224().validate().is_ok());
+        // what a corrupt request could ask of the profiler: each refused with the limit named
+        let huge = Space::fbnet_224().with_variant(Some(60_000), None, None);
+        let err = huge.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("resolution 60000") && err.contains("1024"),
+            "{err}"
+        );
+        let wide = Space::fbnet_224().with_variant(Some(1024), Some(4.0), None);
+        let err = wide.validate().unwrap_err().to_string();
+        assert!(err.contains("largest activation"), "{err}");
+        let err = Space::fbnet_224()
+            .with_variant(None, None, Some(1_000_000))
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("classes"), "{err}");
+        let err = Space::fbnet_224()
+            .with_variant(None, Some(100.0), None)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("width"), "{err}");
+    }
 
     #[test]
     fn table1_normalises_to_22_layers_with_first_layer_strides() {

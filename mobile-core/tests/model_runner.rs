@@ -365,6 +365,29 @@ fn bench_reports_ordered_percentiles_and_predictions() {
     assert!(e.contains("table.json") && e.contains("int8"), "{e}");
 
     assert!(err(model.bench(&BenchConfig { warmup: 0, runs: 0 }, None)).contains("timed run"));
+    let too_many = BenchConfig {
+        warmup: 0,
+        runs: mobile_core::model::MAX_BENCH_RUNS + 1,
+    };
+    assert!(err(model.bench(&too_many, None)).contains("at most"));
+    // a long benchmark stops soon after another thread cancels it, and the model stays usable
+    let long = BenchConfig {
+        warmup: 0,
+        runs: mobile_core::model::MAX_BENCH_RUNS,
+    };
+    let started = std::time::Instant::now();
+    let result = std::thread::scope(|s| {
+        let bench = s.spawn(|| model.bench(&long, None));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        model.cancel();
+        bench.join().unwrap()
+    });
+    assert!(
+        matches!(result, Err(mobile_core::Error::Cancelled)),
+        "{result:?}"
+    );
+    assert!(started.elapsed().as_secs_f64() < 5.0);
+    assert!(model.bench(&cfg, None).is_ok());
 }
 
 #[test]

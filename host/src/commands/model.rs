@@ -49,7 +49,7 @@ pub struct BenchArgs {
 
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
     runtime::init(a.ort.as_deref())?;
-    let model = Model::load(&a.model, SessionConfig { threads: a.threads })?;
+    let model = Model::load(&a.model, SessionConfig::clamped(a.threads))?;
     let mut all = Vec::new();
     for image in &a.images {
         let classes = model.classify_file(image, a.top)?;
@@ -102,7 +102,7 @@ pub fn print_bench(r: &BenchReport) {
 
 pub fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
     runtime::init(a.ort.as_deref())?;
-    let model = Model::load(&a.model, SessionConfig { threads: a.threads })?;
+    let model = Model::load(&a.model, SessionConfig::clamped(a.threads))?;
     let report = bench(
         &model,
         a.lut.as_ref(),

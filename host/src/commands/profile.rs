@@ -66,18 +66,25 @@ pub fn run(a: ProfileArgs) -> anyhow::Result<()> {
     let info = runtime::init(a.ort.as_deref())?;
     let space = a.space.load()?;
     let device = DeviceInfo::this_host();
+    let session = SessionConfig::clamped(a.threads);
+    if session.threads != a.threads {
+        eprintln!(
+            "note: --threads {} clamped to {} (this machine's cores)",
+            a.threads, session.threads
+        );
+    }
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from("tables").join(format!(
             "{}-{}-t{}.json",
             space.name,
             slug(&device.cpu),
-            a.threads
+            session.threads
         ))
     });
     let cfg = ProfileConfig {
         space,
         dtypes: parse_dtypes(&a.dtype)?,
-        session: SessionConfig { threads: a.threads },
+        session,
         timing: if a.quick {
             TimingConfig::quick()
         } else {
@@ -108,7 +115,7 @@ pub fn run(a: ProfileArgs) -> anyhow::Result<()> {
         cfg.method,
         info.version,
         cfg.device.cpu,
-        a.threads,
+        session.threads,
         out.display()
     );
     let already = resume.as_ref().map_or(0, |l| l.entries.len());

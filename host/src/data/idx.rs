@@ -21,14 +21,25 @@ pub const FASHION_MNIST_CLASSES: [&str; 10] = [
     "Ankle boot",
 ];
 
+/// Largest IDX file read, packed or unpacked (4 GiB; MNIST-sized sets take 50 MB).
+const MAX_IDX_BYTES: u64 = 4 << 30;
+
 /// The bytes of a file, gunzipped when it starts with the gzip magic.
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
+        // A gzip bomb (or a corrupt length) stops at the limit instead of filling the memory.
         flate2::read::GzDecoder::new(&raw[..])
+            .take(MAX_IDX_BYTES + 1)
             .read_to_end(&mut out)
             .with_context(|| format!("{}: corrupt gzip data", path.display()))?;
+        ensure!(
+            out.len() as u64 <= MAX_IDX_BYTES,
+            "{}: unpacks to more than {} MiB, more than any IDX dataset this tool reads",
+            path.display(),
+            MAX_IDX_BYTES >> 20
+        );
         return Ok(out);
     }
     Ok(raw)
@@ -57,7 +68,13 @@ fn parse_idx(path: &Path, bytes: &[u8], ndims: usize) -> Result<(Vec<usize>, Vec
             u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap_or_default()) as usize
         })
         .collect();
-    let expected: usize = dims.iter().product();
+    let expected = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .filter(|&n| n as u64 <= MAX_IDX_BYTES)
+        .with_context(|| {
+            format!("{name}: dimensions {dims:?} describe more data than any IDX dataset holds")
+        })?;
     let found = bytes.len() - header;
     if found < expected {
         bail!(
@@ -182,6 +199,14 @@ mod tests {
         assert!(e.contains("not an IDX file"), "{e}");
         let e = err(vec![0x1f, 0x8b, 1, 2, 3], idx(&[1], &[0]));
         assert!(e.contains("corrupt gzip"), "{e}");
+        // dimensions whose product overflows, or names terabytes, are refused before any allocation
+        let e = err(
+            idx(&[u32::MAX, u32::MAX, u32::MAX], &pixels),
+            idx(&[3], &[1, 2, 3]),
+        );
+        assert!(e.contains("more data than any IDX"), "{e}");
+        let e = err(idx(&[60_000, 60_000, 28], &pixels), idx(&[3], &[1, 2, 3]));
+        assert!(e.contains("more data than any IDX"), "{e}");
         assert!(
             load_fashion_mnist(d, false)
                 .unwrap_err()

@@ -334,6 +334,12 @@ impl<'r> GraphBuilder<'r> {
         groups: usize,
         relu: bool,
     ) -> Result<String> {
+        if stride == 0 || groups == 0 || dims[1] == 0 {
+            return Err(Error::invalid(format!(
+                "`{out}`: stride {stride}, groups {groups} and input channels per group {} must be positive",
+                dims[1]
+            )));
+        }
         check_len(out, "weight", w.len(), dims.iter().product())?;
         check_len(out, "bias", b.len(), dims[0])?;
         let (w_name, w_scales) = self.weight(&format!("{out}/w"), &dims, w, true);
@@ -532,6 +538,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bias has 2 values"), "{err}");
+        let err = b
+            .conv(&x, "dw", &[0.0; 36], &[0.0; 4], [4, 1, 3, 3], 0, 4, true)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`dw`: stride 0"), "{err}");
     }
 
     #[test]
