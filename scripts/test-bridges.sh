@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The bridge tests: mobile-core's uniffi surface from Python and its JNI facade from a JVM, both against
-# the host build of libmobile_core.so. Generates the Python (and, to check they generate, the Swift)
-# bindings with the workspace's uniffi-bindgen, writes fixtures with the `bridge_fixtures` example,
-# fetches the Kotlin compiler from npm into fbnet's cache folder, then runs both suites. Called by
+# the host build of libmobile_core.so. Generates the Python and Swift bindings with the workspace's
+# uniffi-bindgen (the iOS app's names are checked against the Swift ones, since Swift cannot be compiled
+# here), writes fixtures with the `bridge_fixtures` example, fetches the Kotlin compiler from npm into
+# fbnet's cache folder, then runs both suites. Called by
 # scripts/test.sh; prints `test result:` lines like cargo's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,8 @@ bindgen="$target/debug/uniffi-bindgen"
 "$bindgen" generate --library "$lib" --language python --out-dir "$work/python" >/dev/null
 "$bindgen" generate --library "$lib" --language swift --out-dir "$work/swift" >/dev/null
 test -s "$work/swift/mobile_core.swift" || { echo "no Swift bindings were generated" >&2; exit 1; }
+# Swift cannot be compiled here: check the app's names against the generated ones
+python3 scripts/check-swift-names.py "$work/swift/mobile_core.swift" ios/FbnetProfiler
 cp "$lib" "$work/python/"
 
 echo "uniffi from Python:"

@@ -5,7 +5,7 @@
 #                      (com.microsoft.onnxruntime:onnxruntime-android:$ORT_VERSION).
 #
 # Needs: rustup targets aarch64-linux-android and x86_64-linux-android, `cargo install cargo-ndk`, an NDK
-# (r27 or newer; ANDROID_NDK_HOME, or ANDROID_HOME/ndk/<version>), curl or wget, unzip.
+# (r28 or newer; ANDROID_NDK_HOME, or ANDROID_HOME/ndk/<version>), curl or wget, unzip.
 #
 # Environment:
 #   ORT_VERSION  ONNX Runtime release (default: mobile-core's runtime::ORT_VERSION, 1.31.1); another one is

@@ -281,7 +281,7 @@ final class AppModel: ObservableObject {
             let end: ProfileState
             do {
                 end = .finished(try profiler.run(listener: relay))
-            } catch FbnetError.cancelled {
+            } catch FbnetError.Cancelled {
                 end = .cancelled(path: out.path)
             } catch {
                 end = .failed(describe(error))
@@ -342,7 +342,7 @@ final class AppModel: ObservableObject {
             } else if let jpeg = image?.jpegData(compressionQuality: 0.95) {
                 input = jpeg
             } else {
-                throw FbnetError.invalidInput(message: "the photo cannot be decoded")
+                throw FbnetError.InvalidInput(message: "the photo cannot be decoded")
             }
             let top = try runner.classify(image: input, topK: 5)
             return { model in
@@ -385,11 +385,11 @@ final class AppModel: ObservableObject {
 func describe(_ error: Error) -> String {
     guard let e = error as? FbnetError else { return error.localizedDescription }
     switch e {
-    case .invalidInput(let message): return "Invalid input: \(message)"
-    case .runtimeUnavailable(let message): return "ONNX Runtime unavailable: \(message)"
-    case .cancelled: return "Cancelled"
-    case .io(let message): return "File error: \(message)"
-    case .other(let message): return message
+    case .InvalidInput(let message): return "Invalid input: \(message)"
+    case .RuntimeUnavailable(let message): return "ONNX Runtime unavailable: \(message)"
+    case .Cancelled: return "Cancelled"
+    case .Io(let message): return "File error: \(message)"
+    case .Other(let message): return message
     @unknown default: return String(describing: e)
     }
 }

@@ -14,6 +14,8 @@ pub mod error;
 /// Durable atomic file writes (temporary file, sync, rename, sync of the folder).
 pub mod files;
 pub mod in_network;
+/// The JNI facade (Android, and the JVM bridge tests on the host); not built for iOS.
+#[cfg(not(target_os = "ios"))]
 pub mod jni_facade;
 pub mod lut;
 /// A loaded exported model: its description, classification of images, and a latency benchmark.

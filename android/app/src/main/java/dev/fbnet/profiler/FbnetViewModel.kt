@@ -110,10 +110,15 @@ class FbnetViewModel(private val app: Application) : AndroidViewModel(app) {
     }
 
     private fun loadRuntime(): RuntimeStatus = try {
-        // Extracted at install (useLegacyPackaging); else the linker finds it inside the APK by its name.
+        // Extracted at install (useLegacyPackaging in build.gradle.kts): mobile-core dlopens it by path.
         val ort = File(app.applicationInfo.nativeLibraryDir, "libonnxruntime.so")
-        val info = FbnetRuntime.init(if (ort.exists()) ort.path else "libonnxruntime.so")
-        RuntimeStatus.Ready(info, FbnetNative.coreVersion())
+        if (!ort.exists()) {
+            RuntimeStatus.Unavailable(
+                "libonnxruntime.so is missing from ${ort.parent}: build the APK after android/scripts/build-native.sh"
+            )
+        } else {
+            RuntimeStatus.Ready(FbnetRuntime.init(ort.path), FbnetNative.coreVersion())
+        }
     } catch (e: UnsatisfiedLinkError) {
         RuntimeStatus.Unavailable("libmobile_core.so is missing from the APK: ${e.message}")
     } catch (e: FbnetException) {
