@@ -1,11 +1,21 @@
-//! What a search decided: each layer's lead and whether it exceeds the noise, and the architecture to
-//! train: the most likely one, or the most likely one within a latency band (a target).
+//! What a search decided: each layer's lead and whether the search's evidence for it exceeds the noise,
+//! and the architecture to train: the most likely one, or the most likely one within a latency band (a
+//! target).
 //!
-//! The noise level: Adam moves each θ by about its learning rate per step whatever the gradient's size,
-//! so θ driven by gradients of random sign (noise, no preference) drifts like a random walk whose spread
-//! after `s` steps is about `lr · √s` (with β₁ = 0.9 the steps are correlated over about ten steps, and
-//! their normalised size is about 0.23; the two nearly cancel). A layer whose winner leads the runner-up
-//! by less than twice that could have been decided by noise alone, so it is reported as undecided.
+//! The evidence is measured, not assumed: every θ step's gradient is tallied per layer (sums and cross
+//! products, [`GradientSums`]), for the whole loss and for its cross-entropy part alone. A layer is
+//! decided when the mean gradient of its winner lies below the runner-up's (a descent step raises the
+//! winner against it) by more than two standard errors of that mean over the steps, a one-sided
+//! t-test at about 2.5%. With gradients of random sign (a search that has learned nothing about that
+//! layer) the mean difference stays within the noise whatever the learning rate, and so does the layer.
+//! The cross-entropy part says whether the choice was made on accuracy; the rest of the loss is the
+//! latency term, which pushes the same way at every step. Steps are treated as independent draws,
+//! which they are not quite (θ and the weights change along the run), so the test is a guide rather
+//! than an exact level.
+//!
+//! The θ lead is also compared with the random-walk scale of Adam, `2 · lr · √steps`
+//! ([`noise_margin`]): Adam moves θ by about its learning rate per step whatever the gradient's size.
+//! Earlier releases decided by that margin alone; it is kept in the result for reference.
 
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
@@ -23,25 +33,123 @@ pub struct LayerDecision {
     pub prob_lead: f64,
     /// Entropy of the layer's P_θ, nats.
     pub entropy: f64,
-    /// Whether the lead exceeds the noise margin.
+    /// Whether the search's evidence for the winner over the runner-up exceeds the noise: the
+    /// t statistic `evidence_t` at most −2 (runs of earlier releases: the θ lead above the noise margin).
     pub decided: bool,
+    /// t statistic of the mean θ-gradient difference winner − runner-up over the θ steps, whole loss
+    /// (negative: the steps raised the winner); absent without θ steps or in earlier releases' runs.
+    #[serde(default)]
+    pub evidence_t: Option<f64>,
+    /// The same for the cross-entropy part alone: at most −2 means the winner was chosen on accuracy.
+    #[serde(default)]
+    pub accuracy_t: Option<f64>,
 }
 
+/// The t statistic below which a layer counts as decided.
+pub const DECIDED_T: f64 = -2.0;
+
 impl LayerDecision {
-    pub fn of(theta: &[f64], probs: &[f64], noise_margin: f64) -> LayerDecision {
+    /// The decision of one layer from its θ, P_θ and the tallies of its gradients (whole loss, and
+    /// cross-entropy part).
+    pub fn of(
+        theta: &[f64],
+        probs: &[f64],
+        evidence: Option<(&GradientSums, &GradientSums)>,
+    ) -> LayerDecision {
         let mut order: Vec<usize> = (0..probs.len()).collect();
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
         let winner = order[0];
         let runner_up = order.get(1).copied().unwrap_or(winner);
         let theta_lead = theta[winner] - theta[runner_up];
+        let t = |g: &GradientSums| g.t_difference(winner, runner_up);
+        let evidence_t = evidence.and_then(|(total, _)| t(total));
         LayerDecision {
             winner,
             runner_up,
             theta_lead,
             prob_lead: probs[winner] - probs[runner_up],
             entropy: entropy(probs),
-            decided: runner_up != winner && theta_lead > noise_margin,
+            decided: runner_up != winner && evidence_t.is_some_and(|t| t <= DECIDED_T),
+            evidence_t,
+            accuracy_t: evidence.and_then(|(_, ce)| t(ce)),
         }
+    }
+
+    /// Decided, and on accuracy (the cross-entropy part alone is evidence enough).
+    pub fn by_accuracy(&self) -> bool {
+        self.decided && self.accuracy_t.is_some_and(|t| t <= DECIDED_T)
+    }
+}
+
+/// Running sums of one layer's per-step θ gradients: their sums and cross products, enough for the mean
+/// and the standard error of the difference of any two candidates' gradients over the steps.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GradientSums {
+    pub steps: u64,
+    /// Σ g_i per candidate.
+    pub sum: Vec<f64>,
+    /// Σ g_i · g_j, row-major `k × k`.
+    pub cross: Vec<f64>,
+}
+
+impl GradientSums {
+    pub fn new(k: usize) -> GradientSums {
+        GradientSums {
+            steps: 0,
+            sum: vec![0.0; k],
+            cross: vec![0.0; k * k],
+        }
+    }
+
+    /// Adds one step's gradient (one value per candidate).
+    pub fn add(&mut self, g: &[f64]) {
+        let k = self.sum.len();
+        debug_assert_eq!(g.len(), k);
+        self.steps += 1;
+        for i in 0..k {
+            self.sum[i] += g[i];
+            for j in 0..k {
+                self.cross[i * k + j] += g[i] * g[j];
+            }
+        }
+    }
+
+    /// t statistic of the mean of `g_a − g_b` over the steps: its mean divided by its standard error.
+    /// None with fewer than two steps, or when the difference never varied.
+    pub fn t_difference(&self, a: usize, b: usize) -> Option<f64> {
+        let k = self.sum.len();
+        if self.steps < 2 || a >= k || b >= k || a == b {
+            return None;
+        }
+        let n = self.steps as f64;
+        let mean = (self.sum[a] - self.sum[b]) / n;
+        let square =
+            (self.cross[a * k + a] - 2.0 * self.cross[a * k + b] + self.cross[b * k + b]) / n;
+        let var = (square - mean * mean).max(0.0) * n / (n - 1.0);
+        let se = (var / n).sqrt();
+        (se > 0.0 && se.is_finite()).then(|| mean / se)
+    }
+}
+
+/// The gradient tallies of a search: per layer, of the whole loss and of its cross-entropy part.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub total: Vec<GradientSums>,
+    pub ce: Vec<GradientSums>,
+}
+
+impl Evidence {
+    /// Empty tallies for layers of `sizes` candidates.
+    pub fn new(sizes: &[usize]) -> Evidence {
+        Evidence {
+            total: sizes.iter().map(|&k| GradientSums::new(k)).collect(),
+            ce: sizes.iter().map(|&k| GradientSums::new(k)).collect(),
+        }
+    }
+
+    /// The tallies of layer `i`, if there are any.
+    pub fn layer(&self, i: usize) -> Option<(&GradientSums, &GradientSums)> {
+        self.total.get(i).zip(self.ce.get(i))
     }
 }
 
@@ -172,4 +280,56 @@ pub fn most_likely_within(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_t_statistic_measures_a_consistent_push_against_the_noise() {
+        // candidate 0's gradient lies 1 or 2 below candidate 1's at every step: mean −1.5, sample
+        // variance 1/3 over 4 steps, standard error √(1/12)
+        let mut g = GradientSums::new(3);
+        for d in [1.0, 2.0, 1.0, 2.0] {
+            g.add(&[-d, 0.0, 5.0]);
+        }
+        let t = g.t_difference(0, 1).unwrap();
+        assert!((t - (-1.5 / (1.0f64 / 12.0).sqrt())).abs() < 1e-9, "{t}");
+        assert!((g.t_difference(1, 0).unwrap() + t).abs() < 1e-9);
+        // a difference that never varies has no standard error; one step has no spread
+        assert_eq!(g.t_difference(1, 2), None);
+        let mut one = GradientSums::new(2);
+        one.add(&[1.0, 2.0]);
+        assert_eq!(one.t_difference(0, 1), None);
+        // gradients of alternating sign: large steps, no evidence
+        let mut noise = GradientSums::new(2);
+        for i in 0..100 {
+            let s = if i % 2 == 0 { 10.0 } else { -10.0 };
+            noise.add(&[s, -s]);
+        }
+        assert!(noise.t_difference(0, 1).unwrap().abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_layer_is_decided_by_its_evidence_not_by_its_lead() {
+        let probs = [0.7, 0.2, 0.1];
+        let theta = [2.0, 0.7, 0.0];
+        let mut pushed = GradientSums::new(3);
+        let mut noisy = GradientSums::new(3);
+        for i in 0..20 {
+            let wobble = if i % 2 == 0 { 0.1 } else { -0.1 };
+            pushed.add(&[-1.0 + wobble, 0.0, 0.0]);
+            noisy.add(&[10.0 * wobble, 0.0, 0.0]);
+        }
+        let d = LayerDecision::of(&theta, &probs, Some((&pushed, &noisy)));
+        assert!(d.decided && !d.by_accuracy(), "{d:?}");
+        assert_eq!((d.winner, d.runner_up), (0, 1));
+        let d = LayerDecision::of(&theta, &probs, Some((&noisy, &noisy)));
+        assert!(!d.decided, "{d:?}");
+        let d = LayerDecision::of(&theta, &probs, Some((&pushed, &pushed)));
+        assert!(d.by_accuracy());
+        // no θ steps: nothing is decided, whatever the lead
+        assert!(!LayerDecision::of(&theta, &probs, None).decided);
+    }
 }

@@ -24,7 +24,7 @@ use mobile_core::{Arch, Block, Space};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Augment, Loader, LoaderConfig, Source, Subset};
-use crate::decision::{self, LayerDecision};
+use crate::decision::{self, Evidence, LayerDecision};
 use crate::latency::{
     LatencyLoss, LatencyTable, entropy, gumbel_hard, gumbel_softmax, softmax_tau,
 };
@@ -415,6 +415,9 @@ struct CheckpointMeta {
     /// in checkpoints of the first release, whose phases made one pass per epoch).
     #[serde(default)]
     theta_cursor: Option<(u64, usize)>,
+    /// The gradient tallies (absent in checkpoints of earlier releases: a resume starts them afresh).
+    #[serde(default)]
+    evidence: Option<Evidence>,
 }
 
 /// An architecture the search produced, with its predicted cost.
@@ -579,6 +582,8 @@ struct State {
     weight_steps: u64,
     gumbel: SplitMix,
     cursor: ThetaCursor,
+    /// The tallies of θ's gradients that decide whether a layer's choice exceeds the noise.
+    evidence: Evidence,
 }
 
 /// A layer's way of combining its candidates for one batch.
@@ -605,7 +610,9 @@ impl State {
             .map(|l| Var::zeros(l.candidates.len(), DType::F32, device))
             .collect::<candle_core::Result<Vec<_>>>()?;
         let theta_names = (0..theta.len()).map(|i| format!("theta.l{i}")).collect();
+        let sizes: Vec<usize> = theta.iter().map(|t| t.elem_count()).collect();
         Ok(State {
+            evidence: Evidence::new(&sizes),
             net,
             theta,
             theta_names,
@@ -728,6 +735,7 @@ impl State {
                 gumbel_rng: self.gumbel.state(),
                 space_hash: self.net.space.hash(),
                 theta_cursor: Some((self.cursor.pass, self.cursor.taken)),
+                evidence: Some(self.evidence.clone()),
             };
             Ok(write_atomic(
                 &tmp.join("meta.json"),
@@ -767,6 +775,14 @@ impl State {
         self.epochs_done = meta.epochs_done;
         self.weight_steps = meta.weight_steps;
         self.gumbel = SplitMix::new(meta.gumbel_rng);
+        if let Some(evidence) = meta.evidence {
+            ensure!(
+                evidence.total.len() == self.theta.len() && evidence.ce.len() == self.theta.len(),
+                "{}: the gradient tallies do not match the space's layers",
+                meta_file.display()
+            );
+            self.evidence = evidence;
+        }
         let (pass, taken) = meta.theta_cursor.unwrap_or((meta.epochs_done as u64, 0));
         self.cursor = ThetaCursor {
             pass,
@@ -805,23 +821,25 @@ fn theta_batch(
         let loss = cfg.latency_loss().combine(&ce, &lat)?;
         finite(loss.to_scalar::<f32>()? as f64, "loss", epoch, step, run)?;
         let grads = loss.backward()?;
-        if let Ok(path) = std::env::var("FBNET_DEBUG_GRADS") {
-            let ce_grads = cfg.latency_loss().combine(&ce.detach(), &lat)?.backward()?;
-            let rows: Vec<Vec<Vec<f32>>> = st
-                .theta
-                .iter()
-                .map(|t| -> Result<Vec<Vec<f32>>> {
-                    Ok(vec![
-                        ce_grads
-                            .get(t.as_tensor())
-                            .unwrap()
-                            .flatten_all()?
-                            .to_vec1()?,
-                        grads.get(t.as_tensor()).unwrap().flatten_all()?.to_vec1()?,
-                    ])
+        // The cross-entropy part of θ's gradient: the whole loss's, less that of the loss with the
+        // cross-entropy held constant (the latency term's part; no block kernel in that graph).
+        let lat_grads = cfg.latency_loss().combine(&ce.detach(), &lat)?.backward()?;
+        for (i, t) in st.theta.iter().enumerate() {
+            let g = |store: &candle_core::backprop::GradStore| -> Result<Vec<f64>> {
+                Ok(match store.get(t.as_tensor()) {
+                    Some(g) => g
+                        .flatten_all()?
+                        .to_vec1::<f32>()?
+                        .into_iter()
+                        .map(f64::from)
+                        .collect(),
+                    None => vec![0.0; t.elem_count()],
                 })
-                .collect::<Result<_>>()?;
-            crate::runs::append_line(std::path::Path::new(&path), &serde_json::to_string(&rows)?)?;
+            };
+            let (total, latency) = (g(&grads)?, g(&lat_grads)?);
+            let ce_part: Vec<f64> = total.iter().zip(&latency).map(|(a, b)| a - b).collect();
+            st.evidence.total[i].add(&total);
+            st.evidence.ce[i].add(&ce_part);
         }
         let params: Vec<(&str, &Var)> = st
             .theta_names
@@ -1055,11 +1073,12 @@ fn finish(
         .iter()
         .zip(&thetas)
         .zip(&probs)
-        .map(|((l, t), p)| LayerResult {
+        .enumerate()
+        .map(|(i, ((l, t), p))| LayerResult {
             candidates: l.candidates.clone(),
             theta: t.clone(),
             probs: p.clone(),
-            decision: Some(LayerDecision::of(t, p, noise_margin)),
+            decision: Some(LayerDecision::of(t, p, st.evidence.layer(i))),
         })
         .collect();
     let pick = |indices: &[usize]| -> Vec<Block> {

@@ -249,25 +249,37 @@ fn decisions(result: &crate::search::SearchResult, metrics: &[EpochMetrics]) -> 
         return md + "This run's result predates per-layer decisions.\n";
     }
     let undecided = decided.iter().filter(|d| !d.decided).count();
-    md += &format!(
-        "{} θ steps; noise margin 2·lr·√steps = {:.3} (the lead in θ that gradients of random sign reach \
-         with two standard deviations). {} of {} layers lead by more than that.{}\n\n",
-        result.theta_steps,
-        result.noise_margin,
-        decided.len() - undecided,
-        decided.len(),
-        match changed_in_last_epoch(metrics) {
-            Some(n) =>
-                format!(" {n} layers changed their most likely candidate in the last epoch."),
-            None => String::new(),
-        }
-    );
+    let on_accuracy = decided.iter().filter(|d| d.by_accuracy()).count();
+    let measured = decided.iter().any(|d| d.evidence_t.is_some());
+    let changed = match changed_in_last_epoch(metrics) {
+        Some(n) => format!(" {n} layers changed their most likely candidate in the last epoch."),
+        None => String::new(),
+    };
+    if measured || result.theta_steps == 0 {
+        md += &format!(
+            "{} θ steps. A layer is decided when the search's θ gradients raised its winner over the              runner-up by more than two standard errors (t ≤ {}; t of the whole loss, and of its              cross-entropy part for \"on accuracy\"). {} of {} layers are decided, {on_accuracy} of them              on accuracy, the others by the latency term. For scale: Adam's random walk after these steps              reaches a θ lead of {:.3} (2·lr·√steps).{changed}\n\n",
+            result.theta_steps,
+            crate::decision::DECIDED_T,
+            decided.len() - undecided,
+            decided.len(),
+            result.noise_margin,
+        );
+    } else {
+        md += &format!(
+            "{} θ steps; noise margin 2·lr·√steps = {:.3} (this run predates measured evidence: a layer              is decided when its θ lead exceeds the margin). {} of {} layers lead by more than that.{changed}\n\n",
+            result.theta_steps,
+            result.noise_margin,
+            decided.len() - undecided,
+            decided.len(),
+        );
+    }
     if undecided > 0 {
         md += &format!(
             "**Warning**: {undecided} layers are decided by less than the noise: their choice in the \
-             architecture is not a preference of the search (search longer, or with a larger --theta-lr).\n\n"
+             architecture is not a preference of the search (more θ steps on more images may decide them).\n\n"
         );
     }
+    let t = |v: Option<f64>| v.map_or("–".to_string(), |t| format!("{t:.1}"));
     let rows: Vec<Vec<String>> = result
         .layers
         .iter()
@@ -280,8 +292,16 @@ fn decisions(result: &crate::search::SearchResult, metrics: &[EpochMetrics]) -> 
                 format!("{:.3}", l.probs[d.winner]),
                 l.candidates[d.runner_up].name().to_string(),
                 format!("{:.3}", d.theta_lead),
+                t(d.evidence_t),
+                t(d.accuracy_t),
                 format!("{:.3}", d.entropy),
-                if d.decided { "yes" } else { "no" }.to_string(),
+                match (d.decided, d.by_accuracy()) {
+                    (false, _) => "no",
+                    (true, true) => "on accuracy",
+                    (true, false) if measured => "by latency",
+                    (true, false) => "yes",
+                }
+                .to_string(),
             ]
         })
         .collect();
@@ -292,6 +312,8 @@ fn decisions(result: &crate::search::SearchResult, metrics: &[EpochMetrics]) -> 
             "P",
             "runner-up",
             "θ lead",
+            "t (loss)",
+            "t (CE)",
             "entropy",
             "decided",
         ],

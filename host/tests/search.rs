@@ -122,6 +122,12 @@ fn resumes_exactly(cfg: &SearchConfig, root: &std::path::Path) {
             cfg.relaxation
         );
     }
+    // the gradient tallies resume too: the evidence is the straight run's
+    for (a, b) in straight.layers.iter().zip(&resumed.layers) {
+        let (a, b) = (a.decision.as_ref().unwrap(), b.decision.as_ref().unwrap());
+        let (ta, tb) = (a.evidence_t.unwrap(), b.evidence_t.unwrap());
+        assert!((ta - tb).abs() <= 1e-6 * ta.abs().max(1.0), "{ta} vs {tb}");
+    }
     let metrics = read_metrics(&RunDir(dir.clone())).unwrap();
     assert_eq!(
         metrics.iter().map(|m| m.epoch).collect::<Vec<_>>(),
@@ -162,7 +168,11 @@ fn resumes_exactly(cfg: &SearchConfig, root: &std::path::Path) {
         assert!(layer.probs.iter().all(|&p| p <= layer.probs[i]));
         let d = layer.decision.as_ref().unwrap();
         assert_eq!(d.winner, i);
-        assert_eq!(d.decided, d.theta_lead > resumed.noise_margin);
+        let t = d
+            .evidence_t
+            .expect("θ steps were made: the evidence is measured");
+        assert_eq!(d.decided, t <= fbnet::decision::DECIDED_T);
+        assert!(d.accuracy_t.is_some());
     }
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(report.contains("Decision per layer") && report.contains("θ lead"));

@@ -1,5 +1,7 @@
 // The state of both screens and the calls into mobile-core (the uniffi bindings in Generated/mobile_core.swift).
-// mobile-core's calls block: they run in detached tasks and their results come back to the main actor.
+// mobile-core's calls block for seconds to hours: they run on threads of their own (not Swift
+// concurrency's shared pool, which a blocked task would starve) and their results come back to the main
+// actor.
 import Foundation
 import UIKit
 
@@ -9,8 +11,10 @@ enum ProfileState {
     case running(ProfileProgress?)
     case finished(ProfileResult)
     case failed(String)
-    /// Stopped on request; what was measured stays in the table and a later profile resumes from it.
-    case cancelled(path: String)
+    /// Stopped on request, or because the app left the foreground (`inBackground`: a backgrounded app
+    /// runs on slowed or suspended cores, so the profile stops rather than record those timings); what
+    /// was measured stays in the table and a later profile resumes from it.
+    case cancelled(path: String, inBackground: Bool)
 
     var isRunning: Bool {
         if case .running = self { return true }
@@ -22,6 +26,13 @@ enum RuntimeStatus {
     case loading
     case ready(version: String, core: String)
     case unavailable(String)
+}
+
+/// Runs a blocking call on a thread of its own.
+func onOwnThread(_ work: @escaping @Sendable () -> Void) {
+    let thread = Thread(block: work)
+    thread.qualityOfService = .userInitiated
+    thread.start()
 }
 
 /// Receives progress on mobile-core's profiling thread and hands it on.
@@ -146,7 +157,8 @@ final class AppModel: ObservableObject {
     }
 
     var tableURL: URL {
-        tablesDir.appendingPathComponent(Tables.fileName(space: space, deviceModel: device.model, threads: threads))
+        tablesDir.appendingPathComponent(
+            Tables.fileName(space: space, deviceModel: device.model, threads: threads, quick: quick))
     }
 
     // MARK: Runtime
@@ -166,7 +178,7 @@ final class AppModel: ObservableObject {
     func loadRuntime() {
         runtime = .loading
         let path = Self.ortLibraryPath()
-        Task.detached(priority: .userInitiated) {
+        onOwnThread {
             let status: RuntimeStatus
             do {
                 let info = try initRuntime(libraryPath: path)
@@ -174,7 +186,7 @@ final class AppModel: ObservableObject {
             } catch {
                 status = .unavailable(describe(error))
             }
-            await MainActor.run { [weak self] in self?.runtime = status }
+            Task { @MainActor [weak self] in self?.runtime = status }
         }
     }
 
@@ -225,7 +237,7 @@ final class AppModel: ObservableObject {
     var tableExists: Bool { tables.contains { $0.lastPathComponent == tableURL.lastPathComponent } }
 
     func startProfile(resume: Bool) {
-        guard !profileState.isRunning else { return }
+        guard !profileState.isRunning, modelBusy == nil else { return }
         guard runtimeReady else {
             profileState = .failed("ONNX Runtime is not loaded")
             return
@@ -267,6 +279,7 @@ final class AppModel: ObservableObject {
             return
         }
         self.profiler = profiler
+        leftForeground = false
         profileState = .running(nil)
         // A sleeping phone suspends the app: keep the screen on while profiling.
         UIApplication.shared.isIdleTimerDisabled = true
@@ -277,19 +290,23 @@ final class AppModel: ObservableObject {
                 self.profileState = .running(progress)
             }
         }
-        Task.detached(priority: .userInitiated) { [weak self] in
+        onOwnThread { [weak self] in
             let end: ProfileState
             do {
                 end = .finished(try profiler.run(listener: relay))
             } catch FbnetError.Cancelled {
-                end = .cancelled(path: out.path)
+                end = .cancelled(path: out.path, inBackground: false)
             } catch {
                 end = .failed(describe(error))
             }
-            await MainActor.run {
+            Task { @MainActor in
                 guard let self else { return }
                 self.profiler = nil
-                self.profileState = end
+                if case .cancelled(let path, _) = end, self.leftForeground {
+                    self.profileState = .cancelled(path: path, inBackground: true)
+                } else {
+                    self.profileState = end
+                }
                 UIApplication.shared.isIdleTimerDisabled = false
                 self.refreshTables()
             }
@@ -298,6 +315,16 @@ final class AppModel: ObservableObject {
 
     /// Stops after the step in flight; what was measured stays in the table.
     func cancelProfile() {
+        profiler?.cancel()
+    }
+
+    private var leftForeground = false
+
+    /// The scene went to the background: a profile in flight is cancelled (Resume continues it), since
+    /// timings taken in the background are not the phone's.
+    func appLeftForeground() {
+        guard profileState.isRunning else { return }
+        leftForeground = true
         profiler?.cancel()
     }
 
@@ -355,16 +382,17 @@ final class AppModel: ObservableObject {
     /// Runs `work` off the main actor with the screen showing `what`; it returns the update to apply on the
     /// main actor.
     private func modelJob(_ what: String, _ work: @escaping @Sendable () throws -> @MainActor (AppModel) -> Void) {
-        guard modelBusy == nil else { return }
+        // One thing at a time: a model's runs during a profile would disturb its timings.
+        guard modelBusy == nil, !profileState.isRunning else { return }
         guard runtimeReady else {
             modelError = "ONNX Runtime is not loaded"
             return
         }
         modelBusy = what
         modelError = nil
-        Task.detached(priority: .userInitiated) { [weak self] in
+        onOwnThread { [weak self] in
             let outcome = Result { try work() }
-            await MainActor.run {
+            Task { @MainActor in
                 guard let self else { return }
                 self.modelBusy = nil
                 switch outcome {

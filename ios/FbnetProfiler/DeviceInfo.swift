@@ -32,8 +32,9 @@ enum DeviceInfo {
 enum Tables {
     static let folder = "tables"
 
-    static func fileName(space: String, deviceModel: String, threads: Int) -> String {
-        "\(slug(space, fallback: "space"))-\(slug(deviceModel, fallback: "device"))-t\(threads).json"
+    /// A quick (rough) table gets `-quick`, so it never replaces or continues a full one.
+    static func fileName(space: String, deviceModel: String, threads: Int, quick: Bool) -> String {
+        "\(slug(space, fallback: "space"))-\(slug(deviceModel, fallback: "device"))-t\(threads)\(quick ? "-quick" : "").json"
     }
 
     /// Lower-case letters, digits, "." and "_" kept; every other run of characters becomes one "-".

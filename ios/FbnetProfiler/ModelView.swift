@@ -13,7 +13,8 @@ struct ModelView: View {
     @State private var importing = false
     @State private var photoItem: PhotosPickerItem?
 
-    private var busy: Bool { model.modelBusy != nil }
+    /// Loading, benchmarking or classifying, or a profile running (whose timings the model would disturb).
+    private var busy: Bool { model.modelBusy != nil || model.profileState.isRunning }
 
     var body: some View {
         Form {

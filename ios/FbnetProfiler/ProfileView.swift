@@ -122,8 +122,11 @@ struct ProfileView: View {
                 Text(r.path).font(.footnote).foregroundStyle(.secondary)
                 ShareLink(item: URL(fileURLWithPath: r.path)) { Label("Share", systemImage: "square.and.arrow.up") }
             }
-        case .cancelled(let path):
+        case .cancelled(let path, let inBackground):
             Section("Stopped") {
+                if inBackground {
+                    Text("Stopped because the app left the screen: timings taken in the background are not the phone's.")
+                }
                 Text("What was measured is kept; Resume continues from there.")
                 Text(path).font(.footnote).foregroundStyle(.secondary)
             }

@@ -235,20 +235,27 @@ pub fn search_with_progress(
     }
     let result = result?;
     fbnet::search_report::write(run)?;
-    let undecided = result
+    let decisions: Vec<_> = result
         .layers
         .iter()
-        .filter(|l| l.decision.as_ref().is_some_and(|d| !d.decided))
-        .count();
+        .filter_map(|l| l.decision.as_ref())
+        .collect();
+    let undecided = decisions.iter().filter(|d| !d.decided).count();
+    let on_accuracy = decisions.iter().filter(|d| d.by_accuracy()).count();
     if undecided > 0 {
         eprintln!(
-            "warning: {undecided} of {} layers lead by less than the noise margin ({:.3} in θ after {} θ \
-             steps): their choice is not a preference of the search; see report.md",
+            "warning: {undecided} of {} layers are undecided (after {} θ steps their gradients favour the \
+             winner by less than two standard errors): their choice is not a preference of the search; \
+             see report.md",
             result.layers.len(),
-            result.noise_margin,
             result.theta_steps
         );
     }
+    println!(
+        "decided: {} of {} layers, {on_accuracy} of them on accuracy",
+        decisions.len() - undecided,
+        result.layers.len()
+    );
     Ok(result)
 }
 

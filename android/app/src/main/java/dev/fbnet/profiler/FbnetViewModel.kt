@@ -71,7 +71,7 @@ class FbnetViewModel(private val app: Application) : AndroidViewModel(app) {
         private set
 
     /** Where the current choices' table is (and a partial one waits to be resumed). */
-    val tableFile: File get() = File(tablesDir, Tables.fileName(space, device.model, threads))
+    val tableFile: File get() = File(tablesDir, Tables.fileName(space, device.model, threads, quick))
 
     // Load model
     var modelThreads by mutableIntStateOf(1)
@@ -141,7 +141,7 @@ class FbnetViewModel(private val app: Application) : AndroidViewModel(app) {
 
     /** Profiles with the current choices; [resume] keeps the entries of an existing table. */
     fun startProfile(resume: Boolean) {
-        if (profiler.isRunning) return
+        if (profiler.isRunning || modelBusy != null) return
         val request = try {
             ProfileRequest(
                 space = space,
@@ -166,9 +166,14 @@ class FbnetViewModel(private val app: Application) : AndroidViewModel(app) {
                 if (!resume) File(request.outPath).delete()
             }
             try {
+                leftForeground = false
                 profiler.start(request) { s ->
                     main.post {
-                        profileState = s
+                        profileState = if (s is ProfileState.Cancelled && leftForeground) {
+                            s.copy(inBackground = true)
+                        } else {
+                            s
+                        }
                         if (s.isTerminal) refreshTables()
                     }
                 }
@@ -179,6 +184,20 @@ class FbnetViewModel(private val app: Application) : AndroidViewModel(app) {
     }
 
     fun cancelProfile() = profiler.cancel()
+
+    /** Set when the app left the foreground during a profile, so its Cancelled state says why. */
+    private var leftForeground = false
+
+    /**
+     * The activity stopped (another app, the home screen, the screen off): a profile in flight is
+     * cancelled, since timings taken in the background are not the phone's; Resume continues it.
+     */
+    fun onAppLeftForeground() {
+        if (profiler.isRunning) {
+            leftForeground = true
+            profiler.cancel()
+        }
+    }
 
     /** Reads a picked .onnx document and loads it. */
     fun loadModel(uri: Uri) = modelJob("Loading model…") {
@@ -215,7 +234,8 @@ class FbnetViewModel(private val app: Application) : AndroidViewModel(app) {
 
     /** Runs [work] on the IO dispatcher with the screen showing [what]; errors land in [modelError]. */
     private fun modelJob(what: String, work: suspend () -> Unit) {
-        if (modelBusy != null) return
+        // One thing at a time: a model's runs during a profile would disturb its timings.
+        if (modelBusy != null || profileState is ProfileState.Running) return
         modelBusy = what
         modelError = null
         viewModelScope.launch {

@@ -85,12 +85,15 @@ data class ProfileRequest(
         ).encode()
 }
 
-/** Where tables are kept: `<dir>/<space>-<model>-t<threads>.json`, names made file-safe. */
+/**
+ * Where tables are kept: `<dir>/<space>-<model>-t<threads>.json`, names made file-safe; a quick (rough)
+ * table is `…-quick.json`, so it never replaces or continues a full one.
+ */
 object Tables {
     const val FOLDER = "tables"
 
-    fun fileName(space: String, deviceModel: String, threads: Int): String =
-        "${slug(space, "space")}-${slug(deviceModel, "device")}-t$threads.json"
+    fun fileName(space: String, deviceModel: String, threads: Int, quick: Boolean = false): String =
+        "${slug(space, "space")}-${slug(deviceModel, "device")}-t$threads${if (quick) "-quick" else ""}.json"
 
     /** Lower case letters, digits, '.' and '_' kept; every other run of characters becomes one '-'. */
     fun slug(text: String, fallback: String): String {
@@ -135,8 +138,12 @@ sealed interface ProfileState {
     /** [kind] as in FbnetException: invalid_input, runtime_unavailable, io, other. */
     data class Failed(val kind: String, val message: String) : ProfileState
 
-    /** Stopped on request; what was measured stays in [path] and a later profile resumes from it. */
-    data class Cancelled(val path: String) : ProfileState
+    /**
+     * Stopped on request, or because the app left the foreground ([inBackground]: timings taken while
+     * the app is in the background run on slowed or frozen cores, so the profile stops rather than
+     * record them); what was measured stays in [path] and a later profile resumes from it.
+     */
+    data class Cancelled(val path: String, val inBackground: Boolean = false) : ProfileState
 
     val isTerminal: Boolean get() = this is Finished || this is Failed || this is Cancelled
 }

@@ -30,6 +30,7 @@ import dev.fbnet.profiler.R
 import dev.fbnet.profiler.core.BenchResult
 import dev.fbnet.profiler.core.Format
 import dev.fbnet.profiler.core.ModelInfo
+import dev.fbnet.profiler.core.ProfileState
 
 @Composable
 fun ModelScreen(model: FbnetViewModel) {
@@ -40,7 +41,9 @@ fun ModelScreen(model: FbnetViewModel) {
     val pickImage = rememberLauncherForActivityResult(ActivityResultContracts.PickVisualMedia()) { uri ->
         if (uri != null) model.classify(uri)
     }
-    val busy = model.modelBusy
+    // A profile times the phone's cores: the model's runs would disturb it, so they wait for it.
+    val profiling = model.profileState is ProfileState.Running
+    val busy = model.modelBusy ?: if (profiling) stringResource(R.string.model_waits_for_profile) else null
     val info = model.modelInfo
 
     Column(

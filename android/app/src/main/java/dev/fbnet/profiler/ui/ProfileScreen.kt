@@ -1,7 +1,5 @@
 package dev.fbnet.profiler.ui
 
-import android.app.Activity
-import android.view.WindowManager
 import androidx.compose.foundation.layout.Arrangement
 import androidx.compose.foundation.layout.Column
 import androidx.compose.foundation.layout.Row
@@ -23,7 +21,6 @@ import androidx.compose.material3.RadioButton
 import androidx.compose.material3.Text
 import androidx.compose.material3.TextButton
 import androidx.compose.runtime.Composable
-import androidx.compose.runtime.DisposableEffect
 import androidx.compose.runtime.LaunchedEffect
 import androidx.compose.runtime.getValue
 import androidx.compose.runtime.mutableStateOf
@@ -51,7 +48,6 @@ import java.io.File
 fun ProfileScreen(model: FbnetViewModel) {
     val state = model.profileState
     val running = state is ProfileState.Running
-    KeepScreenOn(running)
 
     Column(
         Modifier.verticalScroll(rememberScrollState()).padding(16.dp),
@@ -97,7 +93,12 @@ fun ProfileScreen(model: FbnetViewModel) {
             )
             is ProfileState.Cancelled -> ResultCard(
                 title = stringResource(R.string.profile_cancelled),
-                lines = listOf(stringResource(R.string.profile_cancelled_detail), state.path),
+                lines = listOf(
+                    stringResource(
+                        if (state.inBackground) R.string.profile_cancelled_background else R.string.profile_cancelled_detail,
+                    ),
+                    state.path,
+                ),
                 share = null,
             )
             is ProfileState.Failed -> ErrorCard("${state.kind}: ${state.message}")
@@ -110,16 +111,6 @@ fun ProfileScreen(model: FbnetViewModel) {
 
 /** 1, 2, 4 and all cores, as far as the phone has them. */
 private fun threadChoices(cores: Int): List<Int> = (listOf(1, 2, 4).filter { it <= cores } + cores).distinct()
-
-/** FLAG_KEEP_SCREEN_ON while [on]: a sleeping screen may let the system slow or stop the profile. */
-@Composable
-private fun KeepScreenOn(on: Boolean) {
-    val window = (LocalContext.current as? Activity)?.window
-    DisposableEffect(on, window) {
-        if (on) window?.addFlags(WindowManager.LayoutParams.FLAG_KEEP_SCREEN_ON)
-        onDispose { window?.clearFlags(WindowManager.LayoutParams.FLAG_KEEP_SCREEN_ON) }
-    }
-}
 
 @Composable
 fun RuntimeBanner(model: FbnetViewModel) {

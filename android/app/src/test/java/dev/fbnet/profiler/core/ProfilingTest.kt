@@ -45,6 +45,8 @@ class ProfilingTest {
         assertEquals("fbnet-224-pixel-8-t1.json", Tables.fileName("fbnet-224", "Pixel 8", 1))
         assertEquals("fbnet-small-sm-s911b-ds-t4.json", Tables.fileName("fbnet-small", " SM-S911B/DS ", 4))
         assertEquals("fbnet-224-device-t1.json", Tables.fileName("fbnet-224", "../", 1))
+        // a quick table never shares a file with a full one
+        assertEquals("fbnet-224-pixel-8-t2-quick.json", Tables.fileName("fbnet-224", "Pixel 8", 2, quick = true))
     }
 
     @Test
