@@ -171,6 +171,10 @@ pub struct SearchConfig {
     pub seed: u64,
     /// Threads decoding and augmenting images ahead of the training step.
     pub workers: usize,
+    /// SHA-256 of the table file when the run started: a resume refuses a table re-profiled at the same
+    /// path since (absent in run folders of earlier releases, which are not checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lut_sha256: Option<String>,
 }
 
 /// What a configuration written before a field existed meant by its absence: the schedule of the first
@@ -239,6 +243,7 @@ impl Default for SearchConfig {
             target_ms: None,
             target_form: TargetForm::Elastic,
             target_weight: 1.0,
+            lut_sha256: None,
             samples: 6,
             augment: true,
             seed: 0,
@@ -853,6 +858,40 @@ fn theta_batch(
     Ok(table.expected_us(&st.probs()?))
 }
 
+/// The configuration as the run folder keeps it: the table and data at absolute paths (so the run
+/// resumes from any folder) and the table's hash. A resume takes the folder's own configuration when
+/// `cfg` is the same run's (paths compared after making them absolute), and refuses a table that
+/// changed since the run started.
+fn pinned(cfg: &SearchConfig, run: &RunDir, resume: bool) -> Result<SearchConfig> {
+    let absolute = |c: &SearchConfig| SearchConfig {
+        lut: std::path::absolute(&c.lut).unwrap_or_else(|_| c.lut.clone()),
+        data: data::absolute_spec(&c.data),
+        lut_sha256: None,
+        ..c.clone()
+    };
+    if !resume {
+        let mut pinned = absolute(cfg);
+        pinned.lut_sha256 = Some(mobile_core::files::sha256(&pinned.lut)?);
+        return Ok(pinned);
+    }
+    let stored: SearchConfig = run.load_config("search")?;
+    ensure!(
+        absolute(&stored) == absolute(cfg),
+        "{}: the run was started with another configuration; resume it with the same one",
+        run.config().display()
+    );
+    if let Some(hash) = &stored.lut_sha256 {
+        let now = mobile_core::files::sha256(&stored.lut)?;
+        ensure!(
+            &now == hash,
+            "{}: the table changed since the run started (SHA-256 {hash} then, {now} now): a re-profiled \
+             table would give the search other latencies; put the original table back or start a new run",
+            stored.lut.display()
+        );
+    }
+    Ok(stored)
+}
+
 /// Runs a search into `run` (a new run, or `resume` an interrupted one from its folder). `progress` is
 /// called after every step; setting `cancel` stops after the current step (the last checkpoint stays).
 /// The run folder's report is written apart (`search_report::write`), from the folder alone.
@@ -865,6 +904,7 @@ pub fn search(
     cancel: &AtomicBool,
 ) -> Result<SearchResult> {
     cfg.check()?;
+    let cfg = &pinned(cfg, run, resume)?;
     let lut = Lut::load(&cfg.lut)?;
     let space = lut.space.clone();
     let table = LatencyTable::new(&lut, &space, cfg.dtype)?;

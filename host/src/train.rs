@@ -577,6 +577,33 @@ pub fn train(
 ) -> Result<TrainResult> {
     cfg.check()?;
     let dir = &run.0;
+    // Paths absolute, so the run resumes from any folder; a resume takes the folder's configuration
+    // when it is the same run's.
+    let absolute = |c: &TrainConfig| TrainConfig {
+        data: data::absolute_spec(&c.data),
+        lut: c
+            .lut
+            .as_ref()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+        arch: if Path::new(&c.arch).is_file() {
+            std::path::absolute(&c.arch)
+                .map_or_else(|_| c.arch.clone(), |p| p.display().to_string())
+        } else {
+            c.arch.clone()
+        },
+        ..c.clone()
+    };
+    let cfg = &if resume {
+        let stored: TrainConfig = dir.load_config("training")?;
+        ensure!(
+            absolute(&stored) == absolute(cfg) || &stored == cfg,
+            "{}: the run was started with another configuration; resume it with the same one",
+            dir.config().display()
+        );
+        stored
+    } else {
+        absolute(cfg)
+    };
     let arch = if resume {
         run.arch()?
     } else {
@@ -587,12 +614,26 @@ pub fn train(
         write_atomic(&run.arch_file(), arch.to_json().as_bytes())?;
     }
     let recorded = if resume && run.data_file().exists() {
-        let info = run.data_info()?;
-        Some((info.mean, info.std))
+        Some(run.data_info()?)
     } else {
         None
     };
-    let data = prepare_data(cfg, &arch, recorded)?;
+    let data = prepare_data(
+        cfg,
+        &arch,
+        recorded.as_ref().map(|i| (i.mean.clone(), i.std.clone())),
+    )?;
+    if let Some(before) = &recorded {
+        // Renamed or re-ordered class folders would silently give the weights other labels.
+        ensure!(
+            before.labels == data.info.labels,
+            "{}: the data's classes changed since the run started: it trained on {:?}, the data now has {:?}; \
+             restore the data or start a new run",
+            run.data_file().display(),
+            before.labels,
+            data.info.labels
+        );
+    }
     write_atomic(
         &run.data_file(),
         serde_json::to_string_pretty(&data.info)?.as_bytes(),

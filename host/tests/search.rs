@@ -178,6 +178,37 @@ fn resumes_exactly(cfg: &SearchConfig, root: &std::path::Path) {
     assert!(report.contains("Decision per layer") && report.contains("θ lead"));
 }
 
+/// A run folder names its table by absolute path with the table's hash: a table re-profiled at the same
+/// path since is refused on resume, with the file named.
+#[test]
+fn a_resume_refuses_a_table_that_changed_underneath() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lut = write_lut(&common::tiny_space(), tmp.path());
+    let cfg = SearchConfig {
+        epochs: 2,
+        ..config(lut.clone())
+    };
+    let dir = tmp.path().join("run");
+    assert!(run(&cfg, &dir, false, Some(1)).is_err());
+    let stored: SearchConfig = RunDir(dir.clone()).load_config("search").unwrap();
+    assert!(stored.lut.is_absolute() && stored.lut_sha256.is_some());
+    // the same table, slower everywhere: another device, or another profile
+    let mut table = mobile_core::lut::Lut::load(&lut).unwrap();
+    for e in &mut table.entries {
+        e.stats.trimmed_mean *= 1.5;
+        e.stats.p50 *= 1.5;
+        e.stats.p10 *= 1.5;
+        e.stats.p90 *= 1.5;
+        e.stats.mean *= 1.5;
+    }
+    table.save(&lut).unwrap();
+    let err = format!("{:#}", run(&cfg, &dir, true, None).unwrap_err());
+    assert!(
+        err.contains("tiny.json") && err.contains("table changed"),
+        "{err}"
+    );
+}
+
 #[test]
 fn latency_pressure_lowers_the_expected_latency() {
     let tmp = tempfile::tempdir().unwrap();

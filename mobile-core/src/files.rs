@@ -43,6 +43,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_folder(&dir)
 }
 
+/// SHA-256 of a file's bytes, hex: what a run records to notice a file replaced underneath it.
+pub fn sha256(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(format!("{:x}", sha2::Sha256::digest(&bytes)))
+}
+
 /// Renames `from` to `to` and flushes the folders involved, so that the rename survives a power loss.
 pub fn rename_durable(from: &Path, to: &Path) -> Result<()> {
     fs::rename(from, to).map_err(|e| Error::io(to, e))?;

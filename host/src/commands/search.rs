@@ -176,6 +176,7 @@ impl SearchArgs {
             augment: !self.no_augment,
             seed: self.seed,
             workers: self.workers,
+            lut_sha256: None,
         })
     }
 }

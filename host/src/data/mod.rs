@@ -333,6 +333,26 @@ pub fn fashion_mnist_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/share/datasets/fashion-mnist"))
 }
 
+/// `spec` with its folder made absolute (against the current folder), so that a run folder's
+/// configuration names the same data wherever the run is resumed from. `fashion-mnist` stays as it is.
+pub fn absolute_spec(spec: &str) -> String {
+    let abs = |p: &str| {
+        std::path::absolute(p)
+            .unwrap_or_else(|_| PathBuf::from(p))
+            .display()
+            .to_string()
+    };
+    if spec == "fashion-mnist" {
+        spec.to_string()
+    } else if let Some(dir) = spec.strip_prefix("fashion-mnist:") {
+        format!("fashion-mnist:{}", abs(dir))
+    } else if let Some(dir) = spec.strip_prefix("cifar10:") {
+        format!("cifar10:{}", abs(dir))
+    } else {
+        abs(spec)
+    }
+}
+
 /// The dataset a spec names, as the command line writes it:
 ///
 /// - `fashion-mnist` (the folder [`fashion_mnist_dir`] finds) or `fashion-mnist:DIR`;
