@@ -257,7 +257,11 @@ fn decisions(result: &crate::search::SearchResult, metrics: &[EpochMetrics]) -> 
     };
     if measured || result.theta_steps == 0 {
         md += &format!(
-            "{} θ steps. A layer is decided when the search's θ gradients raised its winner over the              runner-up by more than two standard errors (t ≤ {}; t of the whole loss, and of its              cross-entropy part for \"on accuracy\"). {} of {} layers are decided, {on_accuracy} of them              on accuracy, the others by the latency term. For scale: Adam's random walk after these steps              reaches a θ lead of {:.3} (2·lr·√steps).{changed}\n\n",
+            "{} θ steps. A layer is decided when the search's θ gradients raised its winner over the \
+             runner-up by more than two standard errors (t ≤ {}; t of the whole loss, and of its \
+             cross-entropy part for \"on accuracy\"). {} of {} layers are decided, {on_accuracy} of them \
+             on accuracy, the others by the latency term. For scale: Adam's random walk after these steps \
+             reaches a θ lead of {:.3} (2·lr·√steps).{changed}\n\n",
             result.theta_steps,
             crate::decision::DECIDED_T,
             decided.len() - undecided,

@@ -195,7 +195,10 @@ fn a_trained_run_exports_to_onnx_that_agrees_with_candle_and_describes_itself() 
     let q = report.int8.as_ref().unwrap();
     assert_eq!(q.file, int8_path(&out));
     assert!(q.bytes < report.fp32.bytes, "{report:?}");
-    assert!(q.same_top1 > 0.8, "{report:?}");
+    // on real test images int8 classifies like fp32: the same class for nearly every image, and top-1
+    // within a few points
+    assert!(q.same_top1 >= 0.9, "{report:?}");
+    assert!((q.top1 - report.fp32.top1).abs() <= 0.05, "{report:?}");
     assert!(q.max_abs_diff > 0.0, "int8 cannot be exact");
     // the reported accuracies are what stock ONNX Runtime gives on the written files, in a fresh
     // session, with a plain argmax: the int8 logits are float, so no tie decides a class

@@ -413,6 +413,57 @@ fn fused_block_matches_the_layer_by_layer_block() {
     }
 }
 
+/// The baseline code every kernel keeps for CPUs without AVX2 and FMA computes what the vectorised code
+/// computes: a whole candidate block, forward and backward, both ways on this machine.
+#[test]
+fn the_portable_kernels_compute_what_the_vectorised_ones_do() {
+    use fbnet::layers::BlockNet;
+    use fbnet::params::Params;
+    use mobile_core::{Block, LayerSpec};
+    let layer = LayerSpec {
+        index: 0,
+        stage: 0,
+        cin: 8,
+        cout: 8,
+        stride: 1,
+        hw_in: 9,
+        hw_out: 9,
+    };
+    for block in [Block::K3E6, Block::K5E1G2, Block::K5E3] {
+        let mut p = Params::new(&Device::Cpu, 3);
+        let net = BlockNet::new(&mut p, "b", block, &layer).unwrap().unwrap();
+        for (i, (name, param)) in p.iter().enumerate() {
+            if name.ends_with("gamma") || name.ends_with("beta") {
+                param
+                    .var
+                    .set(&randn(param.var.dims(), 200 + i as u64))
+                    .unwrap();
+            }
+        }
+        let x = Var::from_tensor(&randn(&[4, 8, 9, 9], 21)).unwrap();
+        let mut runs = Vec::new();
+        for portable in [false, true] {
+            fbnet::kernels::set_portable(portable);
+            // training mode, the fused block kernel (batch statistics: the running ones it updates do
+            // not enter the output)
+            let y = net.forward(x.as_tensor(), true).unwrap();
+            let g = probe(&y, 22).backward().unwrap();
+            runs.push((y, g.get(&x).unwrap().clone()));
+        }
+        fbnet::kernels::set_portable(false);
+        let ((y0, g0), (y1, g1)) = (&runs[0], &runs[1]);
+        let what = block.name();
+        assert!(
+            max_diff(y0, y1) < 1e-4 * max_abs(y0).max(1.0),
+            "{what}: output"
+        );
+        assert!(
+            max_diff(g0, g1) < 1e-4 * max_abs(g0).max(1.0),
+            "{what}: gradient"
+        );
+    }
+}
+
 /// The weight gradients are sums over the batch computed in parallel; their order is fixed, so the same
 /// step gives the same bits every time (a resumed training run repeats the uninterrupted one).
 #[test]

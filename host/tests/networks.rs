@@ -76,15 +76,20 @@ fn a_one_hot_mix_makes_the_super_net_its_chosen_network() {
         &Device::Cpu,
     )
     .unwrap();
-    let a = supernet
-        .forward(&x, Some(Mix::Soft(&one_hot)), false)
-        .unwrap();
+    // in evaluation mode (running statistics) and in training mode (batch statistics, the fused block
+    // kernels)
+    for train in [true, false] {
+        let a = supernet
+            .forward(&x, Some(Mix::Soft(&one_hot)), train)
+            .unwrap();
+        let b = standalone.forward(&x, None, train).unwrap();
+        let diff = common::max_diff(&a, &b);
+        assert!(
+            diff < 1e-5,
+            "super net with a one-hot mix (train {train}) differs from the chosen network by {diff}"
+        );
+    }
     let b = standalone.forward(&x, None, false).unwrap();
-    let diff = common::max_diff(&a, &b);
-    assert!(
-        diff < 1e-5,
-        "super net with a one-hot mix differs from the chosen network by {diff}"
-    );
     // the hard relaxation's path through the same candidates (with and without straight-through
     // weights) is the chosen network too
     for with_weights in [false, true] {

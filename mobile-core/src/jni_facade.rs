@@ -84,9 +84,16 @@ impl<T: Default> ErrorPolicy<T, FacadeError> for ThrowFbnetException {
 /// A profile running on its own thread.
 struct ProfileJob {
     profiler: Arc<Profiler>,
-    thread: Mutex<Option<JoinHandle<std::result::Result<ProfileResult, FbnetError>>>>,
-    /// The outcome, once awaited.
-    outcome: Mutex<Option<std::result::Result<ProfileResult, FbnetError>>>,
+    /// The profiling thread until it is awaited, then its outcome: one lock, held while joining, so a
+    /// second awaiter waits for the first and then reads the same outcome.
+    state: Mutex<JobState>,
+}
+
+type Outcome = std::result::Result<ProfileResult, FbnetError>;
+
+enum JobState {
+    Running(JoinHandle<Outcome>),
+    Done(Outcome),
 }
 
 static NEXT_HANDLE: AtomicI64 = AtomicI64::new(1);
@@ -150,11 +157,13 @@ impl JavaListener {
     /// Calls `method` with `sig`; a Java exception thrown by the listener is cleared and ignored (a
     /// broken progress display must not stop the measurement).
     fn call(&self, f: impl FnOnce(&mut Env<'_>, &JObject<'_>) -> jni::errors::Result<()>) {
-        // attached for the thread's life under its own name, so the app's logs say who calls
+        // attached for the thread's life under its own name, so the app's logs say who calls; each call
+        // in a local frame of its own, so the strings it makes are freed when it returns (a thread
+        // attached for hours would otherwise pile up one local reference per progress report)
         let config = || jni::AttachConfig::new().thread_name(jni_str!("fbnet-profile"));
         let _ = self.vm.attach_current_thread_with_config(
             config,
-            None,
+            Some(jni::DEFAULT_LOCAL_FRAME_CAPACITY),
             |env| -> jni::errors::Result<()> {
                 if f(env, &self.listener).is_err() && env.exception_check() {
                     env.exception_clear();
@@ -279,8 +288,7 @@ pub extern "system" fn Java_dev_fbnet_core_FbnetNative_startProfile<'local>(
             &PROFILES,
             Arc::new(ProfileJob {
                 profiler,
-                thread: Mutex::new(Some(thread)),
-                outcome: Mutex::new(None),
+                state: Mutex::new(JobState::Running(thread)),
             }),
         ))
     })
@@ -308,21 +316,21 @@ pub extern "system" fn Java_dev_fbnet_core_FbnetNative_awaitProfile<'local>(
 ) -> JString<'local> {
     env.with_env(|env| -> Result<JString<'local>> {
         let job = lookup(&PROFILES, handle, "profile")?;
-        let thread = job.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let mut outcome = job.outcome.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(t) = thread {
-            *outcome = Some(t.join().unwrap_or_else(|_| {
-                Err(FbnetError::Other {
-                    message: "the profiling thread panicked".into(),
-                })
+        let mut state = job.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let JobState::Running(_) = &*state {
+            let placeholder = JobState::Done(Err(FbnetError::Other {
+                message: "the profiling thread panicked".into(),
             }));
+            if let JobState::Running(thread) = std::mem::replace(&mut *state, placeholder)
+                && let Ok(outcome) = thread.join()
+            {
+                *state = JobState::Done(outcome);
+            }
         }
-        match outcome.as_ref() {
-            Some(Ok(result)) => Ok(env.new_string(json(result)?)?),
-            Some(Err(e)) => Err(FacadeError::Core(e.clone())),
-            None => Err(FacadeError::invalid(
-                "the profile is being awaited elsewhere",
-            )),
+        match &*state {
+            JobState::Done(Ok(result)) => Ok(env.new_string(json(result)?)?),
+            JobState::Done(Err(e)) => Err(FacadeError::Core(e.clone())),
+            JobState::Running(_) => Err(FacadeError::invalid("the profile has not ended")),
         }
     })
     .resolve::<ThrowFbnetException>()

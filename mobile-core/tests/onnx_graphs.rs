@@ -203,10 +203,15 @@ fn whole_int8_network_tracks_fp32_top1() {
     .unwrap();
     let mut s_fp = cfg.session(&fp.model.to_bytes()).unwrap();
     let mut s_q = cfg.session(&q.model.to_bytes()).unwrap();
+    // evaluated on inputs the calibration never saw
+    let held_out = random_inputs(&fp.input_shape, 32, 100);
+    let argmax = |v: &[f32]| (0..v.len()).max_by(|&i, &j| v[i].total_cmp(&v[j])).unwrap();
     let mut rel = Vec::new();
-    for x in &calib {
+    let mut same_top1 = 0;
+    for x in &held_out {
         let a = run(&mut s_fp, x, &fp.input_shape).unwrap().remove(0).1;
         let b = run(&mut s_q, x, &q.input_shape).unwrap().remove(0).1;
+        same_top1 += usize::from(argmax(&a) == argmax(&b));
         let range = a.iter().fold(0f32, |m, v| m.max(v.abs()));
         let diff = a
             .iter()
@@ -219,5 +224,12 @@ fn whole_int8_network_tracks_fp32_top1() {
     assert!(
         worst < 0.25,
         "int8 logits drift {worst:.3} of the logit scale from fp32"
+    );
+    eprintln!(
+        "int8 top-1 agrees with fp32 on {same_top1} of 32 held-out inputs, worst drift {worst:.3}"
+    );
+    assert!(
+        same_top1 >= 28,
+        "int8 top-1 agrees with fp32 on only {same_top1} of 32 held-out inputs"
     );
 }

@@ -29,7 +29,10 @@ macro_rules! simd_fn {
                 unsafe fn fast($($arg: $ty),*) $(-> $ret)? {
                     imp($($arg),*)
                 }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                if !$crate::kernels::portable_forced()
+                    && std::is_x86_feature_detected!("avx2")
+                    && std::is_x86_feature_detected!("fma")
+                {
                     // SAFETY: the CPU has the features `fast` was compiled for.
                     return unsafe { fast($($arg),*) };
                 }
@@ -37,6 +40,20 @@ macro_rules! simd_fn {
             imp($($arg),*)
         }
     };
+}
+
+static PORTABLE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every kernel run its baseline code (no AVX2/FMA) from now on, or again the fastest the CPU
+/// allows: the baseline is what CPUs without AVX2 run, and tests compare the two paths on one machine.
+pub fn set_portable(on: bool) {
+    PORTABLE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`set_portable`] asked for the baseline code.
+#[inline]
+pub fn portable_forced() -> bool {
+    PORTABLE.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 mod batchnorm;

@@ -498,9 +498,15 @@ mod tests {
         assert_eq!(q.zero_point, 0);
         assert!((q.scale - 6.0 / 255.0).abs() < 1e-7);
         let q = QParams::from_range(-1.0, 3.0);
-        let zero = (0.0 - (-(q.zero_point as f32)) * q.scale).abs();
-        assert!(zero > 0.0);
         assert_eq!(q.zero_point, 64);
+        // 0 is a grid point (the zero point), and the grid still covers the range after the zero point
+        // was rounded: the lowest and highest codes reach −1 and 3 within half a step
+        let lowest = (0.0 - q.zero_point as f32) * q.scale;
+        let highest = (255.0 - q.zero_point as f32) * q.scale;
+        assert!(
+            lowest <= -1.0 + q.scale / 2.0 && highest >= 3.0 - q.scale / 2.0,
+            "{q:?}"
+        );
         // -1 maps to 0, 3 maps to 255 (within rounding)
         assert_eq!(((-1.0 / q.scale).round() as i32 + q.zero_point as i32), 0);
         assert_eq!(((3.0 / q.scale).round() as i32 + q.zero_point as i32), 255);
