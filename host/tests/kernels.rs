@@ -413,14 +413,9 @@ fn fused_block_matches_the_layer_by_layer_block() {
     }
 }
 
-/// The baseline code every kernel keeps for CPUs without AVX2 and FMA computes what the vectorised code
-/// computes: a whole candidate block, forward and backward, both ways on this machine.
-#[test]
-fn the_portable_kernels_compute_what_the_vectorised_ones_do() {
-    use fbnet::layers::BlockNet;
-    use fbnet::params::Params;
-    use mobile_core::{Block, LayerSpec};
-    let layer = LayerSpec {
+/// A stride-1 layer of 8 channels at 9×9.
+fn square_layer() -> mobile_core::LayerSpec {
+    mobile_core::LayerSpec {
         index: 0,
         stage: 0,
         cin: 8,
@@ -428,7 +423,17 @@ fn the_portable_kernels_compute_what_the_vectorised_ones_do() {
         stride: 1,
         hw_in: 9,
         hw_out: 9,
-    };
+    }
+}
+
+/// The baseline code every kernel keeps for CPUs without AVX2 and FMA computes what the vectorised code
+/// computes: a whole candidate block, forward and backward, both ways on this machine.
+#[test]
+fn the_portable_kernels_compute_what_the_vectorised_ones_do() {
+    use fbnet::layers::BlockNet;
+    use fbnet::params::Params;
+    use mobile_core::Block;
+    let layer = square_layer();
     for block in [Block::K3E6, Block::K5E1G2, Block::K5E3] {
         let mut p = Params::new(&Device::Cpu, 3);
         let net = BlockNet::new(&mut p, "b", block, &layer).unwrap().unwrap();
@@ -470,16 +475,8 @@ fn the_portable_kernels_compute_what_the_vectorised_ones_do() {
 fn block_gradients_repeat_bit_for_bit() {
     use fbnet::layers::BlockNet;
     use fbnet::params::Params;
-    use mobile_core::{Block, LayerSpec};
-    let layer = LayerSpec {
-        index: 0,
-        stage: 0,
-        cin: 8,
-        cout: 8,
-        stride: 1,
-        hw_in: 9,
-        hw_out: 9,
-    };
+    use mobile_core::Block;
+    let layer = square_layer();
     let mut p = Params::new(&Device::Cpu, 5);
     let net = BlockNet::new(&mut p, "b", Block::K5E6, &layer)
         .unwrap()
