@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 
+use mobile_core::measure::random_inputs;
 use mobile_core::model_meta::{META_FORMAT, ModelMeta};
 use mobile_core::onnx::{Dtype, RandomWeights, arch_graph};
-use mobile_core::profile::random_inputs;
 use mobile_core::runtime::{self, RangeEstimate, SessionConfig, calibrate};
 use mobile_core::space::Stage;
 use mobile_core::{Arch, Block, Space};

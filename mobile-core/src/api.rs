@@ -12,11 +12,12 @@ use serde::{Deserialize, Serialize};
 use crate::device::DeviceInfo;
 use crate::error::Error;
 use crate::lut::Lut;
+use crate::lut::Method;
+use crate::measure::TimingConfig;
 use crate::model::{BenchConfig, BenchReport, Class, Model};
-use crate::profile::{Method, ProfileConfig, Progress, profile};
+use crate::profile::{ProfileConfig, Progress, profile};
 use crate::runtime::{self, SessionConfig};
 use crate::space::Space;
-use crate::timing::TimingConfig;
 
 /// What can go wrong, as the apps see it. Internal errors are converted in one place
 /// (`From<crate::Error>`), keeping their message, which names the file or value at fault.

@@ -8,16 +8,16 @@
 
 pub mod api;
 pub mod arch;
-pub mod attribution;
 pub mod device;
 pub mod error;
 /// Durable atomic file writes (temporary file, sync, rename, sync of the folder).
 pub mod files;
-pub mod in_network;
 /// The JNI facade (Android, and the JVM bridge tests on the host); not built for iOS.
 #[cfg(not(target_os = "ios"))]
 pub mod jni_facade;
 pub mod lut;
+/// Timing a graph, the inputs it runs on, and building a network's graph at a dtype.
+pub mod measure;
 /// A loaded exported model: its description, classification of images, and a latency benchmark.
 pub mod model;
 pub mod model_meta;
@@ -28,7 +28,6 @@ pub mod preprocess;
 pub mod profile;
 pub mod runtime;
 pub mod space;
-pub mod timing;
 pub mod validate;
 
 pub use arch::{Arch, BUILTINS, Builtin, builtin};

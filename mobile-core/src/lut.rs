@@ -3,22 +3,25 @@
 //! A table holds, for one device and one runtime configuration, the measured latency of every op of one
 //! search space at each dtype. It embeds the space and its hash, so a table is never silently used with
 //! another space, and it is written entry by entry, so an interrupted profile keeps what it measured.
+//!
+//! This module owns every type the file holds (the profiler's raw records and fit included), so the
+//! format users keep for years changes only here, never as a side effect of a profiler refactor.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
 use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
-use crate::in_network::{Calibration, NetworkRecord};
+use crate::measure::{Stats, TimingConfig};
 use crate::onnx::Dtype;
 use crate::ops::Op;
-use crate::profile::Method;
 use crate::runtime::SessionConfig;
 use crate::space::Space;
-use crate::timing::{Stats, TimingConfig};
 
 /// Version of the table format. Readers refuse any other.
 pub const LUT_SCHEMA: u32 = 1;
@@ -50,6 +53,76 @@ impl RuntimeDesc {
             session,
         }
     }
+}
+
+/// How op latencies are measured (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    #[default]
+    InNetwork,
+    Isolated,
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Method::InNetwork => "in-network",
+            Method::Isolated => "isolated",
+        })
+    }
+}
+
+impl FromStr for Method {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "in-network" => Ok(Method::InNetwork),
+            "isolated" => Ok(Method::Isolated),
+            _ => Err(Error::invalid(format!(
+                "unknown profiling method `{s}` (expected in-network or isolated)"
+            ))),
+        }
+    }
+}
+
+/// Profiled kernel time of one op (or of the network's edges) in one network.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OpRecord {
+    /// The op's key, or [`NETWORK_OVERHEAD`] for the edges.
+    pub op: String,
+    /// Kernels per run.
+    pub kernels: usize,
+    /// Profiled kernel time per run, µs.
+    pub samples: Vec<f64>,
+    /// The samples stayed too spread after a second measurement.
+    #[serde(default)]
+    pub noisy: bool,
+}
+
+/// The raw measurement of one covering network at one dtype.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NetworkRecord {
+    pub dtype: Dtype,
+    pub network: String,
+    /// Wall time of a run without the profiler (trimmed mean), µs.
+    pub wall: f64,
+    /// Profiled time of all kernels of a run (trimmed mean), µs, and their number.
+    pub kernel_time: f64,
+    pub kernels: usize,
+    pub edge: OpRecord,
+    pub ops: Vec<OpRecord>,
+}
+
+/// The fitted per-kernel correction of one dtype: `wall = kernel time + β·kernels`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Calibration {
+    pub dtype: Dtype,
+    /// β, µs per kernel (negative when the profiler's bookkeeping outweighs the executor's gaps).
+    pub per_kernel_us: f64,
+    pub networks: usize,
+    /// Largest |model − wall| / wall over the networks.
+    pub max_residual: f64,
 }
 
 /// The measured latency of one op at one dtype.

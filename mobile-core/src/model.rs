@@ -19,13 +19,13 @@ use crate::arch::Arch;
 use crate::device::DeviceInfo;
 use crate::error::{Error, Result};
 use crate::lut::Lut;
+use crate::measure::Stats;
+use crate::measure::random_inputs;
 use crate::model_meta::{ModelMeta, decode_model};
 use crate::onnx::Dtype;
 use crate::onnx::proto::ModelProto;
 use crate::preprocess::{Image, decode, model_input};
-use crate::profile::random_inputs;
 use crate::runtime::{self, SessionConfig};
-use crate::timing::Stats;
 
 /// Seed of the benchmark's input: a fixed input makes two benchmarks of one model comparable.
 pub const BENCH_SEED: u64 = 0x6265_6e63;

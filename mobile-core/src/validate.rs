@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 use crate::arch::{Arch, builtin_in};
 use crate::error::Result;
 use crate::lut::Lut;
+use crate::measure::{Stats, TimingConfig, time_session};
+use crate::measure::{build_at, random_inputs};
 use crate::onnx::weights::SplitMix;
 use crate::onnx::{Dtype, RandomWeights, arch_graph};
-use crate::profile::{build_at, random_inputs};
 use crate::space::{Block, Space};
-use crate::timing::{Stats, TimingConfig, time_session};
 
 /// One network's prediction against its measurement.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use mobile_core::device::DeviceInfo;
+use mobile_core::lut::Method;
 use mobile_core::lut::{Entry, Lut, NETWORK_OVERHEAD, RuntimeDesc};
+use mobile_core::measure::{Stats, TimingConfig};
 use mobile_core::onnx::Dtype;
-use mobile_core::profile::Method;
 use mobile_core::runtime::SessionConfig;
-use mobile_core::timing::{Stats, TimingConfig};
 use mobile_core::{Arch, Space, builtin};
 
 fn stats(p50: f64) -> Stats {

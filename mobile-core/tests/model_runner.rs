@@ -6,15 +6,16 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use mobile_core::device::DeviceInfo;
+use mobile_core::lut::Method;
 use mobile_core::lut::{Entry, Lut, NETWORK_OVERHEAD, RuntimeDesc};
+use mobile_core::measure::random_inputs;
+use mobile_core::measure::{Stats, TimingConfig};
 use mobile_core::model::{BenchConfig, Class, Model};
 use mobile_core::model_meta::{META_FORMAT, ModelMeta, Prediction};
 use mobile_core::onnx::{Dtype, RandomWeights, arch_graph};
 use mobile_core::preprocess::{Image, decode, model_input};
-use mobile_core::profile::{Method, random_inputs};
 use mobile_core::runtime::{RangeEstimate, SessionConfig, calibrate, run};
 use mobile_core::space::Stage;
-use mobile_core::timing::{Stats, TimingConfig};
 use mobile_core::{Arch, Block, Space};
 
 const ARCH: &str = "k3_e1 | k3_e6 skip";

@@ -1,7 +1,7 @@
 //! ONNX Runtime runs the graphs the builder writes, and the int8 QDQ form tracks the fp32 form.
 
+use mobile_core::measure::random_inputs;
 use mobile_core::onnx::{Dtype, RandomWeights, arch_graph, op_graph};
-use mobile_core::profile::random_inputs;
 use mobile_core::runtime::{RangeEstimate, SessionConfig, calibrate, run};
 use mobile_core::{Arch, BUILTINS, Block, Op, Space, builtin};
 

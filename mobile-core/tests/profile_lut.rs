@@ -3,13 +3,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mobile_core::device::DeviceInfo;
-use mobile_core::in_network::covering_archs;
 use mobile_core::lut::Lut;
+use mobile_core::lut::Method;
+use mobile_core::measure::TimingConfig;
 use mobile_core::onnx::Dtype;
 use mobile_core::onnx::weights::SplitMix;
-use mobile_core::profile::{Method, ProfileConfig, profile};
+use mobile_core::profile::in_network::covering_archs;
+use mobile_core::profile::{ProfileConfig, profile};
 use mobile_core::runtime::SessionConfig;
-use mobile_core::timing::TimingConfig;
 use mobile_core::validate::{random_arch, validate, validation_archs};
 use mobile_core::{Error, Space};
 

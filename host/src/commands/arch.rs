@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use mobile_core::measure::build_at;
 use mobile_core::onnx::{Dtype, RandomWeights, arch_graph};
-use mobile_core::profile::build_at;
 use mobile_core::runtime::SessionConfig;
 use mobile_core::{Arch, BUILTINS, Op};
 use serde::Serialize;

@@ -22,10 +22,11 @@ use mobile_core::Space;
 use mobile_core::device::DeviceInfo;
 use mobile_core::files::write_atomic;
 use mobile_core::lut::Lut;
+use mobile_core::lut::Method;
+use mobile_core::measure::TimingConfig;
 use mobile_core::model::{BenchConfig, BenchReport, Class, Model};
-use mobile_core::profile::{Method, ProfileConfig, profile};
+use mobile_core::profile::{ProfileConfig, profile};
 use mobile_core::runtime::{self, RangeEstimate, SessionConfig};
-use mobile_core::timing::TimingConfig;
 use serde::Serialize;
 
 use super::export::export_with_progress;

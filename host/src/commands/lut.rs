@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use mobile_core::lut::Lut;
+use mobile_core::measure::TimingConfig;
 use mobile_core::onnx::Dtype;
 use mobile_core::runtime;
-use mobile_core::timing::TimingConfig;
 use mobile_core::validate::{ROUNDS, ValidateReport, validate, validation_archs};
 
 use crate::progress::bar;

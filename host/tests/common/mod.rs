@@ -3,11 +3,11 @@
 
 use candle_core::Tensor;
 use mobile_core::device::DeviceInfo;
+use mobile_core::lut::Method;
 use mobile_core::lut::{Entry, Lut, NETWORK_OVERHEAD, RuntimeDesc};
+use mobile_core::measure::{Stats, TimingConfig};
 use mobile_core::onnx::Dtype;
-use mobile_core::profile::Method;
 use mobile_core::runtime::SessionConfig;
-use mobile_core::timing::{Stats, TimingConfig};
 use mobile_core::{Op, Space};
 
 /// Timing statistics of a constant `v` µs.

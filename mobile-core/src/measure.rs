@@ -1,5 +1,8 @@
-//! The one timing method used for table entries and for whole-network checks: warm up, then time single
-//! runs until both a minimum count and a minimum time are reached, and summarise the distribution.
+//! Measuring a graph: the one timing method used for table entries and for whole-network checks (warm up,
+//! then time single runs until both a minimum count and a minimum time are reached, and summarise the
+//! distribution), the seeded inputs it runs on, and the building of a network's graph at a dtype (an
+//! int8 graph calibrated on those inputs). The profiler, validation, the model runner and `arch onnx`
+//! share it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -9,6 +12,9 @@ use ort::value::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::onnx::weights::SplitMix;
+use crate::onnx::{Dtype, NetworkGraph, Ranges};
+use crate::runtime::{RangeEstimate, SessionConfig, calibrate};
 
 /// How long and how often to time one graph.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
@@ -151,6 +157,65 @@ pub fn time_session(
         }
     }
     Stats::from_samples(&samples).ok_or_else(|| Error::Runtime("no timed runs".into()))
+}
+
+/// Seeded inputs of `shape` for calibration and timing.
+pub fn random_inputs(shape: &[usize], count: usize, seed: u64) -> Vec<Vec<f32>> {
+    let n: usize = shape.iter().product();
+    let mut rng = SplitMix::new(seed);
+    (0..count).map(|_| rng.normals(n)).collect()
+}
+
+/// Builds the graph of a network at `dtype` from `make(dtype, ranges)`; an int8 graph is calibrated on
+/// seeded random inputs through the fp32 graph made by the same function.
+pub fn build_at(
+    dtype: Dtype,
+    session: SessionConfig,
+    seed: u64,
+    make: &mut dyn FnMut(Dtype, Option<&Ranges>) -> Result<NetworkGraph>,
+) -> Result<NetworkGraph> {
+    let fp32 = make(Dtype::Fp32, None)?;
+    if dtype == Dtype::Fp32 {
+        return Ok(fp32);
+    }
+    let inputs = random_inputs(&fp32.input_shape, 2, seed ^ 0xca1b);
+    let ranges = calibrate(&fp32, &inputs, session, RangeEstimate::MinMax)?;
+    make(Dtype::Int8, Some(&ranges))
+}
+
+/// Sessions a whole-graph measurement is spread over. A fresh session of the same graph can run
+/// several percent faster or slower than the last (its buffers land elsewhere in memory), and a burst of
+/// load from outside the process hits one session's runs rather than all of them.
+const MEASURE_SESSIONS: usize = 3;
+
+/// Times a built graph with the standard method in `MEASURE_SESSIONS` (3) fresh sessions, each taking its
+/// share of the runs and measuring again with twice the time if its spread is too wide, and returns the
+/// session whose trimmed mean is the median, with whether its spread stayed too wide (noisy).
+pub fn measure(
+    graph: &NetworkGraph,
+    session: SessionConfig,
+    timing: &TimingConfig,
+    seed: u64,
+    cancel: &AtomicBool,
+) -> Result<(Stats, bool)> {
+    let model = graph.model.to_bytes();
+    let input = random_inputs(&graph.input_shape, 1, seed).remove(0);
+    let share = timing.split(MEASURE_SESSIONS);
+    let mut sessions = Vec::with_capacity(MEASURE_SESSIONS);
+    for _ in 0..MEASURE_SESSIONS {
+        let mut s = session.session(&model)?;
+        let mut stats = time_session(&mut s, &input, &graph.input_shape, &share, cancel)?;
+        if stats.spread() > timing.max_spread {
+            let again = time_session(&mut s, &input, &graph.input_shape, &share.doubled(), cancel)?;
+            if again.spread() < stats.spread() {
+                stats = again;
+            }
+        }
+        sessions.push(stats);
+    }
+    sessions.sort_by(|a, b| a.trimmed_mean.total_cmp(&b.trimmed_mean));
+    let median = sessions[MEASURE_SESSIONS / 2];
+    Ok((median, median.spread() > timing.max_spread))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //!
 //! A handful of covering networks ([`covering_archs`]) place every candidate at every layer at least
 //! once. Each is timed whole without the profiler (its wall time), then run under ONNX Runtime's profiler,
-//! whose per-kernel times are traced back to the layers ([`crate::attribution`]). The profiler's kernel
+//! whose per-kernel times are traced back to the layers ([`super::attribution`]). The profiler's kernel
 //! times are not quite the kernels' cost in a plain run: each carries some of the profiler's own
 //! bookkeeping, and the executor's time between kernels is missing. Both are per-kernel costs, so per
 //! dtype one constant is fitted over the covering networks,
@@ -24,17 +24,15 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
-
+use super::ProfileConfig;
+use super::attribution::{RunBreakdown, breakdown};
 use crate::arch::Arch;
-use crate::attribution::{RunBreakdown, breakdown};
 use crate::error::{Error, Result};
-use crate::lut::{Entry, Lut, NETWORK_OVERHEAD};
+use crate::lut::{Calibration, Entry, Lut, NETWORK_OVERHEAD, NetworkRecord, OpRecord};
+use crate::measure::{Stats, TimingConfig, build_at, random_inputs, time_session};
 use crate::onnx::{Dtype, NetworkGraph, RandomWeights, arch_graph};
-use crate::profile::{ProfileConfig, build_at, random_inputs};
 use crate::runtime::run;
 use crate::space::Space;
-use crate::timing::{Stats, TimingConfig, time_session};
 
 /// Networks that together place every candidate of every layer at least once: network `j` takes
 /// candidate `(j + l) mod n_l` at layer `l`, so neighbouring layers differ and an op that several
@@ -53,45 +51,6 @@ pub fn covering_archs(space: &Space) -> Result<Vec<Arch>> {
             Arch::new(&format!("cover-{j}"), space.clone(), choices)
         })
         .collect()
-}
-
-/// Profiled kernel time of one op (or of the network's edges) in one network.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct OpRecord {
-    /// The op's key, or [`NETWORK_OVERHEAD`] for the edges.
-    pub op: String,
-    /// Kernels per run.
-    pub kernels: usize,
-    /// Profiled kernel time per run, µs.
-    pub samples: Vec<f64>,
-    /// The samples stayed too spread after a second measurement.
-    #[serde(default)]
-    pub noisy: bool,
-}
-
-/// The raw measurement of one covering network at one dtype.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct NetworkRecord {
-    pub dtype: Dtype,
-    pub network: String,
-    /// Wall time of a run without the profiler (trimmed mean), µs.
-    pub wall: f64,
-    /// Profiled time of all kernels of a run (trimmed mean), µs, and their number.
-    pub kernel_time: f64,
-    pub kernels: usize,
-    pub edge: OpRecord,
-    pub ops: Vec<OpRecord>,
-}
-
-/// The fitted per-kernel correction of one dtype: `wall = kernel time + β·kernels`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Calibration {
-    pub dtype: Dtype,
-    /// β, µs per kernel (negative when the profiler's bookkeeping outweighs the executor's gaps).
-    pub per_kernel_us: f64,
-    pub networks: usize,
-    /// Largest |model − wall| / wall over the networks.
-    pub max_residual: f64,
 }
 
 static TRACE_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -434,9 +393,9 @@ mod tests {
             space: space.clone(),
             dtypes: vec![Dtype::Fp32],
             session: crate::runtime::SessionConfig::default(),
-            timing: crate::timing::TimingConfig::quick(),
+            timing: crate::measure::TimingConfig::quick(),
             device: crate::device::DeviceInfo::default(),
-            method: crate::profile::Method::InNetwork,
+            method: crate::lut::Method::InNetwork,
             seed: 1,
             trace_dir: dir.clone(),
         };
