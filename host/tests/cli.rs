@@ -241,7 +241,10 @@ fn train_export_run_and_bench_from_the_command_line() {
         ],
         d,
     );
-    assert!(train.contains("best test top-1"), "{train}");
+    assert!(
+        train.contains("chosen on held-out training images") && train.contains("test top-1"),
+        "{train}"
+    );
     let export = ok(
         &[
             "export",

@@ -10,7 +10,45 @@ pub mod search;
 pub mod space;
 pub mod train;
 
+use std::path::PathBuf;
+
 use mobile_core::Space;
+
+/// What every training run (a search, a training from scratch) is started or resumed with.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RunArgs {
+    /// Train without random crops and flips.
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Fixes weight init, data order and augmentation (and a search's Gumbel noise).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Threads decoding images ahead of the training step.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Where to train: `cpu`, or `cuda` (GPU 0; needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// The run folder (default: runs/<kind>-<name>-seed<seed>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the interrupted run in this folder, with the configuration it was started with.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "out")]
+    pub resume: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The device `--device` names.
+    pub fn device(&self) -> anyhow::Result<candle_core::Device> {
+        match self.device.as_str() {
+            "cpu" => Ok(candle_core::Device::Cpu),
+            "cuda" => candle_core::Device::new_cuda(0).map_err(|e| {
+                anyhow::anyhow!("--device cuda: no CUDA device (build with --features cuda): {e}")
+            }),
+            other => anyhow::bail!("--device {other}: expected cpu or cuda"),
+        }
+    }
+}
 
 /// Choosing a space: a built-in name or a JSON file, with optional variants.
 #[derive(clap::Args, Clone, Debug)]

@@ -13,6 +13,7 @@ use fbnet::search::{
 };
 use indicatif::ProgressBar;
 
+use super::RunArgs;
 use crate::progress::bar;
 
 /// The flags' defaults are the library's, so the two cannot drift apart.
@@ -112,24 +113,8 @@ pub struct SearchArgs {
     /// Architectures to sample from P_θ at the end.
     #[arg(long, default_value_t = defaults().samples)]
     pub samples: usize,
-    /// Train without random crops and flips.
-    #[arg(long)]
-    pub no_augment: bool,
-    /// Fixes weight init, Gumbel noise, data order and augmentation.
-    #[arg(long, default_value_t = defaults().seed)]
-    pub seed: u64,
-    /// Threads decoding images ahead of the training step.
-    #[arg(long, default_value_t = defaults().workers)]
-    pub workers: usize,
-    /// Where to train: `cpu`, or `cuda` (GPU 0; needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// The run folder (default: runs/search-<space>-seed<seed>).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Continue the interrupted run in this folder, with the configuration it was started with.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with = "out")]
-    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 impl SearchArgs {
@@ -173,9 +158,9 @@ impl SearchArgs {
             target_form: self.target_form,
             target_weight: self.target_weight,
             samples: self.samples,
-            augment: !self.no_augment,
-            seed: self.seed,
-            workers: self.workers,
+            augment: !self.run.no_augment,
+            seed: self.run.seed,
+            workers: self.run.workers,
             lut_sha256: None,
         })
     }
@@ -261,7 +246,7 @@ pub fn search_with_progress(
 }
 
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
-    let (cfg, run, resume) = match &args.resume {
+    let (cfg, run, resume) = match &args.run.resume {
         Some(dir) => {
             let run = RunDir(dir.clone());
             (run.load_config("search")?, run, true)
@@ -269,7 +254,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
         None => {
             anyhow::ensure!(args.epochs > 0, "--epochs must be at least 1");
             let cfg = args.config()?;
-            let out = args.out.clone().unwrap_or_else(|| {
+            let out = args.run.out.clone().unwrap_or_else(|| {
                 let space = mobile_core::lut::Lut::load(&cfg.lut)
                     .map(|l| l.space.name)
                     .unwrap_or_else(|_| "space".into());
@@ -281,7 +266,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&cancel);
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
-    let device = super::train::device(&args.device)?;
+    let device = args.run.device()?;
     let result = search_with_progress(&cfg, &run, resume, &device, &cancel);
     let result = result?;
     println!("run folder {}", run.0.display());

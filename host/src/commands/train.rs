@@ -13,6 +13,7 @@ use fbnet::search::SearchConfig;
 use fbnet::train::{TrainConfig, TrainProgress, TrainResult, TrainRun, train};
 use indicatif::ProgressBar;
 
+use super::RunArgs;
 use crate::progress::bar;
 
 fn defaults() -> TrainConfig {
@@ -66,22 +67,8 @@ pub struct TrainArgs {
     pub dropout: f64,
     #[arg(long, default_value_t = defaults().label_smoothing)]
     pub label_smoothing: f64,
-    /// Train without random crops and flips.
-    #[arg(long)]
-    pub no_augment: bool,
-    #[arg(long, default_value_t = defaults().seed)]
-    pub seed: u64,
-    #[arg(long, default_value_t = defaults().workers)]
-    pub workers: usize,
-    /// `cpu`, or `cuda` (needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// The run folder (default: runs/train-<arch>-seed<seed>).
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Continue the interrupted run in this folder.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with = "out")]
-    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// What a search run folder stands for: its most likely architecture, table and class subset.
@@ -153,19 +140,10 @@ impl TrainArgs {
             schedule,
             dropout: self.dropout,
             label_smoothing: self.label_smoothing,
-            augment: !self.no_augment,
-            seed: self.seed,
-            workers: self.workers,
+            augment: !self.run.no_augment,
+            seed: self.run.seed,
+            workers: self.run.workers,
         })
-    }
-}
-
-pub fn device(name: &str) -> anyhow::Result<Device> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Device::new_cuda(0)
-            .context("--device cuda: no CUDA device (build with --features cuda)"),
-        other => anyhow::bail!("--device {other}: expected cpu or cuda"),
     }
 }
 
@@ -225,14 +203,14 @@ pub fn train_with_progress(
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let (cfg, run, resume) = match &args.resume {
+    let (cfg, run, resume) = match &args.run.resume {
         Some(dir) => {
             let run = RunDir(dir.clone());
             (run.load_config("training")?, run, true)
         }
         None => {
             let cfg = args.config()?;
-            let out = args.out.clone().unwrap_or_else(|| {
+            let out = args.run.out.clone().unwrap_or_else(|| {
                 let name = fbnet::train::resolve_arch(&cfg.arch, cfg.lut.as_deref())
                     .map(|a| a.name)
                     .unwrap_or_else(|_| "arch".into());
@@ -245,7 +223,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let flag = Arc::clone(&cancel);
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
     let run = TrainRun(run);
-    let result = train_with_progress(&cfg, &run, resume, &device(&args.device)?, &cancel)?;
+    let result = train_with_progress(&cfg, &run, resume, &args.run.device()?, &cancel)?;
     println!("run folder {}", run.0.0.display());
     let chosen = match result.best.held_out_top1 {
         Some(h) => format!(
