@@ -23,7 +23,7 @@ use mobile_core::onnx::weights::SplitMix;
 use mobile_core::{Arch, Block, Space};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, Augment, Loader, LoaderConfig, Source, Subset};
+use crate::data::{self, Augment, Loader, LoaderConfig, Source};
 use crate::decision::{self, Evidence, LayerDecision};
 use crate::latency::{
     LatencyLoss, LatencyTable, entropy, gumbel_hard, gumbel_softmax, softmax_tau,
@@ -482,34 +482,22 @@ struct SearchData {
 }
 
 fn prepare_data(cfg: &SearchConfig, space: &Space) -> Result<SearchData> {
-    let mut source = data::open(&cfg.data, true, Some(space.input_channels))?;
-    if let Some(n) = cfg.classes {
-        source = Arc::new(Subset::random_classes(source, n, cfg.class_seed)?);
-    }
-    let nclasses = source.classes().len();
-    ensure!(
-        nclasses == space.num_classes,
-        "the data has {nclasses} classes but the table's space {} classifies {}: profile a space with --classes {nclasses}, or search with --classes {}",
-        space.name,
+    let source = data::open_classes(
+        &cfg.data,
+        true,
+        space.input_channels,
+        cfg.classes,
+        cfg.class_seed,
         space.num_classes,
-        space.num_classes
-    );
-    let mut pool: Vec<usize> = (0..source.len()).collect();
-    if let Some(max) = cfg.max_images.filter(|&m| m < source.len()) {
-        let (keep, _) = data::stratified_split(
-            source.labels(),
-            nclasses,
-            max as f64 / source.len() as f64,
-            cfg.seed ^ 0x5eed,
-        )?;
-        pool = keep;
-    }
-    let labels: Vec<u32> = pool.iter().map(|&i| source.label(i)).collect();
-    let (w, t) = data::stratified_split(&labels, nclasses, cfg.split, cfg.seed)?;
-    let (weights, theta) = (
-        w.into_iter().map(|i| pool[i]).collect::<Vec<_>>(),
-        t.into_iter().map(|i| pool[i]).collect::<Vec<_>>(),
-    );
+        &|n| {
+            format!(
+                "the table's space {} classifies {}; profile a space with --classes {n}, or search with --classes {}",
+                space.name, space.num_classes, space.num_classes
+            )
+        },
+    )?;
+    let pool = data::sample(source.as_ref(), cfg.max_images, cfg.seed ^ 0x5eed)?;
+    let (weights, theta) = data::split_pool(source.as_ref(), &pool, cfg.split, cfg.seed)?;
     ensure!(
         weights.len() >= cfg.batch_size && theta.len() >= cfg.batch_size,
         "{} images for the weights and {} for θ: each split needs at least a batch of {}",

@@ -15,7 +15,7 @@ use mobile_core::Arch;
 use mobile_core::onnx::weights::SplitMix;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, Augment, LoaderConfig, Source, Subset};
+use crate::data::{self, Augment, LoaderConfig, Source};
 use crate::optim::Schedule;
 use crate::optim::Sgd;
 use crate::runs::{
@@ -292,41 +292,6 @@ pub struct TrainData {
     pub info: DataInfo,
 }
 
-/// `source` limited to `n` classes (the same classes for the training and test splits) and checked
-/// against the architecture's classifier.
-fn classes_of(
-    mut source: Arc<dyn Source>,
-    cfg: &TrainConfig,
-    arch: &Arch,
-) -> Result<Arc<dyn Source>> {
-    if let Some(n) = cfg.classes {
-        source = Arc::new(Subset::random_classes(source, n, cfg.class_seed)?);
-    }
-    let n = source.classes().len();
-    ensure!(
-        n == arch.space.num_classes,
-        "the data has {n} classes but architecture {} classifies {}: use an architecture of a space with --classes {n}, or train with --classes {}",
-        arch.name,
-        arch.space.num_classes,
-        arch.space.num_classes
-    );
-    Ok(source)
-}
-
-/// At most `max` indices of `source`, a stratified sample.
-fn sample(source: &dyn Source, max: Option<usize>, seed: u64) -> Result<Vec<usize>> {
-    match max.filter(|&m| m < source.len()) {
-        Some(m) => Ok(data::stratified_split(
-            source.labels(),
-            source.classes().len(),
-            m as f64 / source.len() as f64,
-            seed,
-        )?
-        .0),
-        None => Ok((0..source.len()).collect()),
-    }
-}
-
 /// The images of a run. `normalisation` is the (mean, std) the run already recorded (a resumed run, an
 /// export); without it they are estimated on the training images.
 pub fn prepare_data(
@@ -335,21 +300,32 @@ pub fn prepare_data(
     normalisation: Option<(Vec<f32>, Vec<f32>)>,
 ) -> Result<TrainData> {
     let c = arch.space.input_channels;
-    let train_source = classes_of(data::open(&cfg.data, true, Some(c))?, cfg, arch)?;
-    let val_source = classes_of(data::open(&cfg.data, false, Some(c))?, cfg, arch)?;
-    let pool = sample(train_source.as_ref(), cfg.max_images, cfg.seed ^ 0x5eed)?;
+    let open = |train: bool| {
+        data::open_classes(
+            &cfg.data,
+            train,
+            c,
+            cfg.classes,
+            cfg.class_seed,
+            arch.space.num_classes,
+            &|n| {
+                format!(
+                    "architecture {} classifies {}; use an architecture of a space with --classes {n}, or train with --classes {}",
+                    arch.name, arch.space.num_classes, arch.space.num_classes
+                )
+            },
+        )
+    };
+    let (train_source, val_source) = (open(true)?, open(false)?);
+    let pool = data::sample(train_source.as_ref(), cfg.max_images, cfg.seed ^ 0x5eed)?;
+    let val = data::sample(val_source.as_ref(), cfg.max_val_images, cfg.seed ^ 0x7a1)?;
     let (held_out, train) = if cfg.val_split > 0.0 {
-        let labels: Vec<u32> = pool.iter().map(|&i| train_source.label(i)).collect();
-        let (h, t) = data::stratified_split(
-            &labels,
-            train_source.classes().len(),
+        data::split_pool(
+            train_source.as_ref(),
+            &pool,
             cfg.val_split,
             cfg.seed ^ 0x4e1d,
-        )?;
-        (
-            h.into_iter().map(|i| pool[i]).collect::<Vec<_>>(),
-            t.into_iter().map(|i| pool[i]).collect(),
-        )
+        )?
     } else {
         (Vec::new(), pool)
     };
@@ -359,7 +335,6 @@ pub fn prepare_data(
         cfg.val_split,
         train.len()
     );
-    let val = sample(val_source.as_ref(), cfg.max_val_images, cfg.seed ^ 0x7a1)?;
     ensure!(
         train.len() >= cfg.batch_size,
         "{} training images: fewer than a batch of {}",

@@ -333,6 +333,61 @@ pub fn fashion_mnist_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/share/datasets/fashion-mnist"))
 }
 
+/// The dataset `spec` (training or evaluation split) limited to `classes` random classes (the paper's
+/// proxy task; the same `class_seed` picks the same classes in both splits), checked to have the
+/// `expected` number of classes; `hint` says how to fix a mismatch.
+pub fn open_classes(
+    spec: &str,
+    train: bool,
+    channels: usize,
+    classes: Option<usize>,
+    class_seed: u64,
+    expected: usize,
+    hint: &dyn Fn(usize) -> String,
+) -> Result<Arc<dyn Source>> {
+    let mut source = open(spec, train, Some(channels))?;
+    if let Some(n) = classes {
+        source = Arc::new(Subset::random_classes(source, n, class_seed)?);
+    }
+    let n = source.classes().len();
+    ensure!(
+        n == expected,
+        "the data has {n} classes but {expected} are needed: {}",
+        hint(n)
+    );
+    Ok(source)
+}
+
+/// At most `max` indices of `source`, a stratified sample (all of them without `max`).
+pub fn sample(source: &dyn Source, max: Option<usize>, seed: u64) -> Result<Vec<usize>> {
+    match max.filter(|&m| m < source.len()) {
+        Some(m) => Ok(stratified_split(
+            source.labels(),
+            source.classes().len(),
+            m as f64 / source.len() as f64,
+            seed,
+        )?
+        .0),
+        None => Ok((0..source.len()).collect()),
+    }
+}
+
+/// Splits `pool` (indices of `source`) in two, stratified, `fraction` of every class in the first part
+/// (see [`stratified_split`]).
+pub fn split_pool(
+    source: &dyn Source,
+    pool: &[usize],
+    fraction: f64,
+    seed: u64,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let labels: Vec<u32> = pool.iter().map(|&i| source.label(i)).collect();
+    let (a, b) = stratified_split(&labels, source.classes().len(), fraction, seed)?;
+    Ok((
+        a.into_iter().map(|i| pool[i]).collect(),
+        b.into_iter().map(|i| pool[i]).collect(),
+    ))
+}
+
 /// `spec` with its folder made absolute (against the current folder), so that a run folder's
 /// configuration names the same data wherever the run is resumed from. `fashion-mnist` stays as it is.
 pub fn absolute_spec(spec: &str) -> String {
