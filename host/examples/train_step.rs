@@ -13,8 +13,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use candle_core::{Device, Tensor};
 use fbnet::latency::gumbel_softmax;
+use fbnet::network::{Mix, Network};
 use fbnet::optim::Sgd;
-use fbnet::supernet::{Mix, Network};
 use mobile_core::onnx::weights::SplitMix;
 use mobile_core::{Arch, Space};
 

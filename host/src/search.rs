@@ -28,13 +28,13 @@ use crate::decision::{self, Evidence, LayerDecision};
 use crate::latency::{
     LatencyLoss, LatencyTable, entropy, gumbel_hard, gumbel_softmax, softmax_tau,
 };
+use crate::network::{Choice, Mix, Network};
 use crate::optim::{Adam, Schedule, Sgd};
 pub use crate::runs::RunDir;
 use crate::runs::{
     Tally, append_line, batch_tensors, ce_and_correct, checkpoint_to_read, finite, read_meta,
     stop_if_cancelled, truncate_metrics, write_checkpoint,
 };
-use crate::supernet::{Choice, Mix, Network};
 use mobile_core::files::write_atomic;
 
 /// Which form of the latency-aware loss.

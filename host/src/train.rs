@@ -16,13 +16,13 @@ use mobile_core::onnx::weights::SplitMix;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Augment, LoaderConfig, Source};
+use crate::network::Network;
 use crate::optim::Schedule;
 use crate::optim::Sgd;
 use crate::runs::{
     RunDir, Tally, append_line, batch_tensors, checkpoint_to_read, correct, finite, read_meta,
     stop_if_cancelled, truncate_metrics, write_checkpoint,
 };
-use crate::supernet::Network;
 use mobile_core::files::write_atomic;
 
 /// Everything a training run depends on; written to `config.json`.
@@ -207,15 +207,19 @@ struct CheckpointMeta {
 pub struct TrainRun(pub RunDir);
 
 impl TrainRun {
+    /// The run's folder.
+    pub fn path(&self) -> &Path {
+        &self.0.0
+    }
     pub fn arch_file(&self) -> PathBuf {
-        self.0.0.join("arch.json")
+        self.path().join("arch.json")
     }
     pub fn data_file(&self) -> PathBuf {
-        self.0.0.join("data.json")
+        self.path().join("data.json")
     }
     /// The best epoch's weights and `meta.json` (a [`Best`]).
     pub fn best(&self) -> PathBuf {
-        self.0.0.join("best")
+        self.path().join("best")
     }
 
     /// The run's architecture.
@@ -224,7 +228,7 @@ impl TrainRun {
         let text = std::fs::read_to_string(&file).with_context(|| {
             format!(
                 "{}: not a training run folder (no arch.json)",
-                self.0.0.display()
+                self.path().display()
             )
         })?;
         Ok(Arch::from_json(&text, &file)?)
@@ -235,7 +239,7 @@ impl TrainRun {
         let text = std::fs::read_to_string(&file).with_context(|| {
             format!(
                 "{}: not a training run folder (no data.json)",
-                self.0.0.display()
+                self.path().display()
             )
         })?;
         serde_json::from_str(&text).with_context(|| format!("{}: not readable", file.display()))
@@ -257,7 +261,7 @@ impl TrainRun {
             let b: Best = read_meta(&dir, "training").with_context(|| {
                 format!(
                     "{}: no finished epoch yet (train at least one epoch)",
-                    self.0.0.display()
+                    self.path().display()
                 )
             })?;
             ((b.arch.clone(), b.space_hash.clone()), Some(b))

@@ -192,7 +192,7 @@ fn the_latency_losses_have_the_papers_form_and_gradient() {
 fn the_hard_relaxations_theta_gradient_matches_finite_differences() {
     use candle_nn::ops::softmax;
     use fbnet::latency::gumbel_hard;
-    use fbnet::supernet::{Choice, Mix, Network};
+    use fbnet::network::{Choice, Mix, Network};
 
     let space = common::tiny_space();
     let lut = common::macs_lut(&space);

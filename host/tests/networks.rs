@@ -4,7 +4,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use fbnet::supernet::{Choice, Mix, Network};
+use fbnet::network::{Choice, Mix, Network};
 use mobile_core::onnx::weights::SplitMix;
 use mobile_core::{Arch, BUILTINS, Space};
 

@@ -234,7 +234,7 @@ fn train_stage(
         ..TrainConfig::default()
     };
     if run.0.result().exists() {
-        println!("already trained: {}", run.0.0.display());
+        println!("already trained: {}", run.path().display());
         let text = std::fs::read_to_string(run.0.result())?;
         return Ok((run, serde_json::from_str(&text)?));
     }
@@ -303,7 +303,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     heading(4, "export: ONNX fp32 and int8");
     let model_path = a.out.join("model.onnx");
     let exported = export_with_progress(
-        &train_run.0.0,
+        &train_run.path(),
         &model_path,
         &ExportConfig {
             int8: true,

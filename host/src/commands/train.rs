@@ -224,7 +224,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed))?;
     let run = TrainRun(run);
     let result = train_with_progress(&cfg, &run, resume, &args.run.device()?, &cancel)?;
-    println!("run folder {}", run.0.0.display());
+    println!("run folder {}", run.path().display());
     let chosen = match result.best.held_out_top1 {
         Some(h) => format!(
             "epoch {} (chosen on held-out training images: {:.2}%)",
@@ -242,7 +242,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     );
     println!(
         "export it: fbnet export {} --out model.onnx --int8",
-        run.0.0.display()
+        run.path().display()
     );
     Ok(())
 }
