@@ -303,7 +303,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     heading(4, "export: ONNX fp32 and int8");
     let model_path = a.out.join("model.onnx");
     let exported = export_with_progress(
-        &train_run.path(),
+        train_run.path(),
         &model_path,
         &ExportConfig {
             int8: true,
