@@ -370,9 +370,19 @@ impl Space {
                 ));
             }
         }
-        // The largest activation any candidate makes (the expanded tensor of a block at its input
-        // size), in checked arithmetic: a space that would need gigabytes fails here, with a message,
-        // and not as an allocation failure on the phone (which no panic handler can catch).
+        if !(1..=2).contains(&self.stem_stride)
+            || self.stem_channels == 0
+            || self.head_channels == 0
+        {
+            return bad("stem stride must be 1 or 2, stem and head channels positive".into());
+        }
+        if self.candidates.iter().all(|b| *b == Block::Skip) {
+            return bad("needs at least one candidate other than skip".into());
+        }
+        // Last, once strides and sizes are known to be sane: the largest activation any candidate
+        // makes (the expanded tensor of a block at its input size), in checked arithmetic. A space that
+        // would need gigabytes fails here, with a message, and not as an allocation failure on the
+        // phone (which no panic handler can catch).
         let widest = self
             .candidates
             .iter()
@@ -395,15 +405,6 @@ impl Space {
                     (l.activation_elements * 4) >> 20
                 ));
             }
-        }
-        if !(1..=2).contains(&self.stem_stride)
-            || self.stem_channels == 0
-            || self.head_channels == 0
-        {
-            return bad("stem stride must be 1 or 2, stem and head channels positive".into());
-        }
-        if self.candidates.iter().all(|b| *b == Block::Skip) {
-            return bad("needs at least one candidate other than skip".into());
         }
         Ok(())
     }
@@ -528,6 +529,16 @@ impl Space {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `space` and `arch` fuzz targets: a stem stride of 0 divided by zero in the
+    /// activation check before the stride itself was checked.
+    #[test]
+    fn a_zero_stem_stride_is_an_error_not_a_panic() {
+        let mut space = Space::fbnet_small();
+        space.stem_stride = 0;
+        let err = space.validate().unwrap_err().to_string();
+        assert!(err.contains("stem stride"), "{err}");
+    }
 
     #[test]
     fn spaces_beyond_the_limits_are_refused_before_anything_is_allocated() {

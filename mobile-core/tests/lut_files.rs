@@ -229,3 +229,22 @@ fn architecture_text_and_files() {
     let msg = Arch::load("no-such-arch").unwrap_err().to_string();
     assert!(msg.contains("fbnet-b"), "lists the built-ins: {msg}");
 }
+
+/// Found by the `arch` fuzz target: an architecture file whose embedded space has stem stride 0 made the
+/// space check divide by zero; it is refused with the file named.
+#[test]
+fn an_architecture_of_a_broken_space_is_refused() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/example-search/searched-best.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(Arch::from_json(&v.to_string(), Path::new("ok.json")).is_ok());
+    v["space"]["stem_stride"] = 0.into();
+    let err = Arch::from_json(&v.to_string(), Path::new("bad.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad.json") || err.contains("stem stride"),
+        "{err}"
+    );
+}
