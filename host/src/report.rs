@@ -1,6 +1,6 @@
-//! Pictures and text a search run leaves in its folder: a heat map of the architecture distribution P_θ
-//! (PNG, drawn with a small built-in bitmap font), a drawing of a sampled architecture in the style of the
-//! paper's Figure 4 (SVG) and a Markdown table helper for the run report.
+//! Pictures and text a search run leaves in its folder, all of them text: a heat map of the architecture
+//! distribution P_θ (SVG), a drawing of a sampled architecture in the style of the paper's Figure 4
+//! (SVG) and a Markdown table helper for the run report.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -84,119 +84,6 @@ pub fn markdown_table(headers: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Bitmap font
-// ---------------------------------------------------------------------------------------------------
-
-/// Width of a glyph of [`glyph`] in font pixels.
-pub const GLYPH_W: usize = 5;
-/// Height of a glyph of [`glyph`] in font pixels.
-pub const GLYPH_H: usize = 7;
-
-/// The glyph drawn for characters the font lacks: a hollow box.
-pub const UNKNOWN_GLYPH: [u8; GLYPH_H] = [0x1F, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1F];
-
-/// The 5x7 bitmap of `c`: one byte per row, top first, bit 4 the leftmost pixel. The font covers digits,
-/// ASCII letters, common punctuation and `→ × θ ·`; anything else is [`UNKNOWN_GLYPH`].
-pub fn glyph(c: char) -> [u8; GLYPH_H] {
-    match c {
-        ' ' => [0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00],
-        '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
-        '1' => [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
-        '2' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F],
-        '3' => [0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E],
-        '4' => [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02],
-        '5' => [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
-        '6' => [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E],
-        '7' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
-        '8' => [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E],
-        '9' => [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
-        'A' => [0x0E, 0x11, 0x11, 0x11, 0x1F, 0x11, 0x11],
-        'B' => [0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E],
-        'C' => [0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E],
-        'D' => [0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C],
-        'E' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F],
-        'F' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10],
-        'G' => [0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F],
-        'H' => [0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
-        'I' => [0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E],
-        'J' => [0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C],
-        'K' => [0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11],
-        'L' => [0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F],
-        'M' => [0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11],
-        'N' => [0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11],
-        'O' => [0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
-        'P' => [0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10],
-        'Q' => [0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D],
-        'R' => [0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11],
-        'S' => [0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E],
-        'T' => [0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04],
-        'U' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
-        'V' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04],
-        'W' => [0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A],
-        'X' => [0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11],
-        'Y' => [0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04],
-        'Z' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F],
-        'a' => [0x00, 0x00, 0x0E, 0x01, 0x0F, 0x11, 0x0F],
-        'b' => [0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x1E],
-        'c' => [0x00, 0x00, 0x0E, 0x10, 0x10, 0x11, 0x0E],
-        'd' => [0x01, 0x01, 0x0D, 0x13, 0x11, 0x11, 0x0F],
-        'e' => [0x00, 0x00, 0x0E, 0x11, 0x1F, 0x10, 0x0E],
-        'f' => [0x06, 0x09, 0x08, 0x1C, 0x08, 0x08, 0x08],
-        'g' => [0x00, 0x0F, 0x11, 0x11, 0x0F, 0x01, 0x0E],
-        'h' => [0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x11],
-        'i' => [0x04, 0x00, 0x0C, 0x04, 0x04, 0x04, 0x0E],
-        'j' => [0x02, 0x00, 0x06, 0x02, 0x02, 0x12, 0x0C],
-        'k' => [0x10, 0x10, 0x12, 0x14, 0x18, 0x14, 0x12],
-        'l' => [0x18, 0x08, 0x08, 0x08, 0x08, 0x08, 0x06],
-        'm' => [0x00, 0x00, 0x1A, 0x15, 0x15, 0x11, 0x11],
-        'n' => [0x00, 0x00, 0x16, 0x19, 0x11, 0x11, 0x11],
-        'o' => [0x00, 0x00, 0x0E, 0x11, 0x11, 0x11, 0x0E],
-        'p' => [0x00, 0x00, 0x1E, 0x11, 0x1E, 0x10, 0x10],
-        'q' => [0x00, 0x00, 0x0D, 0x13, 0x0F, 0x01, 0x01],
-        'r' => [0x00, 0x00, 0x16, 0x19, 0x10, 0x10, 0x10],
-        's' => [0x00, 0x00, 0x0E, 0x10, 0x0E, 0x01, 0x1E],
-        't' => [0x08, 0x08, 0x1C, 0x08, 0x08, 0x09, 0x06],
-        'u' => [0x00, 0x00, 0x11, 0x11, 0x11, 0x13, 0x0D],
-        'v' => [0x00, 0x00, 0x11, 0x11, 0x11, 0x0A, 0x04],
-        'w' => [0x00, 0x00, 0x11, 0x11, 0x15, 0x15, 0x0A],
-        'x' => [0x00, 0x00, 0x11, 0x0A, 0x04, 0x0A, 0x11],
-        'y' => [0x00, 0x00, 0x11, 0x11, 0x0F, 0x01, 0x0E],
-        'z' => [0x00, 0x00, 0x1F, 0x02, 0x04, 0x08, 0x1F],
-        '_' => [0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x1F],
-        '.' => [0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C],
-        ',' => [0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08],
-        ':' => [0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x0C, 0x00],
-        ';' => [0x00, 0x0C, 0x0C, 0x00, 0x0C, 0x04, 0x08],
-        '-' | '–' | '−' => [0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00],
-        '+' => [0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00],
-        '=' => [0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00],
-        '>' => [0x08, 0x04, 0x02, 0x01, 0x02, 0x04, 0x08],
-        '<' => [0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02],
-        '@' => [0x0E, 0x11, 0x17, 0x15, 0x17, 0x10, 0x0E],
-        '%' => [0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03],
-        '/' => [0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00],
-        '\\' => [0x00, 0x10, 0x08, 0x04, 0x02, 0x01, 0x00],
-        '|' => [0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04],
-        '(' => [0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02],
-        ')' => [0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08],
-        '[' => [0x0E, 0x08, 0x08, 0x08, 0x08, 0x08, 0x0E],
-        ']' => [0x0E, 0x02, 0x02, 0x02, 0x02, 0x02, 0x0E],
-        '#' => [0x0A, 0x0A, 0x1F, 0x0A, 0x1F, 0x0A, 0x0A],
-        '*' => [0x00, 0x04, 0x15, 0x0E, 0x15, 0x04, 0x00],
-        '&' => [0x0C, 0x12, 0x14, 0x08, 0x15, 0x12, 0x0D],
-        '!' => [0x04, 0x04, 0x04, 0x04, 0x04, 0x00, 0x04],
-        '?' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04],
-        '\'' => [0x0C, 0x04, 0x08, 0x00, 0x00, 0x00, 0x00],
-        '"' => [0x0A, 0x0A, 0x0A, 0x00, 0x00, 0x00, 0x00],
-        '→' => [0x00, 0x04, 0x02, 0x1F, 0x02, 0x04, 0x00],
-        '×' => [0x00, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x00],
-        'θ' => [0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x0E],
-        '·' => [0x00, 0x00, 0x00, 0x0C, 0x0C, 0x00, 0x00],
-        _ => UNKNOWN_GLYPH,
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Colours
 // ---------------------------------------------------------------------------------------------------
 
@@ -250,101 +137,6 @@ pub fn text_color_on(fill: Rgb) -> Rgb {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Raster canvas
-// ---------------------------------------------------------------------------------------------------
-
-/// Font pixels per glyph pixel in the heat map.
-const SCALE: usize = 2;
-/// Horizontal advance of one character (glyph and one blank column), in image pixels.
-const ADVANCE: usize = (GLYPH_W + 1) * SCALE;
-/// Height of a line of text, in image pixels.
-const TEXT_H: usize = GLYPH_H * SCALE;
-
-/// Width of `text` in image pixels at the heat map's scale.
-fn text_width(text: &str) -> usize {
-    let n = text.chars().count();
-    if n == 0 { 0 } else { n * ADVANCE - SCALE }
-}
-
-struct Canvas {
-    width: usize,
-    height: usize,
-    px: Vec<u8>,
-}
-
-impl Canvas {
-    fn new(width: usize, height: usize, bg: Rgb) -> Canvas {
-        Canvas {
-            width,
-            height,
-            px: bg.repeat(width * height),
-        }
-    }
-
-    fn set(&mut self, x: usize, y: usize, c: Rgb) {
-        if x < self.width && y < self.height {
-            let i = (y * self.width + x) * 3;
-            self.px[i..i + 3].copy_from_slice(&c);
-        }
-    }
-
-    fn fill(&mut self, x: usize, y: usize, w: usize, h: usize, c: Rgb) {
-        for yy in y..(y + h).min(self.height) {
-            for xx in x..(x + w).min(self.width) {
-                self.set(xx, yy, c);
-            }
-        }
-    }
-
-    /// A frame `t` pixels thick just inside the rectangle.
-    fn frame(&mut self, x: usize, y: usize, w: usize, h: usize, t: usize, c: Rgb) {
-        self.fill(x, y, w, t, c);
-        self.fill(x, y + h - t, w, t, c);
-        self.fill(x, y, t, h, c);
-        self.fill(x + w - t, y, t, h, c);
-    }
-
-    /// Text with its top-left corner at (x, y).
-    fn text(&mut self, x: usize, y: usize, text: &str, c: Rgb) {
-        for (i, ch) in text.chars().enumerate() {
-            let g = glyph(ch);
-            let gx = x + i * ADVANCE;
-            for (row, bits) in g.iter().enumerate() {
-                for col in 0..GLYPH_W {
-                    if bits & (0x10 >> col) != 0 {
-                        self.fill(gx + col * SCALE, y + row * SCALE, SCALE, SCALE, c);
-                    }
-                }
-            }
-        }
-    }
-
-    fn hatch(&mut self, x: usize, y: usize, w: usize, h: usize) {
-        for dy in 0..h {
-            for dx in 0..w {
-                let c = if (dx + dy) % 6 == 0 {
-                    MISSING_HATCH
-                } else {
-                    MISSING_BG
-                };
-                self.set(x + dx, y + dy, c);
-            }
-        }
-    }
-
-    fn png(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::new();
-        let mut enc = png::Encoder::new(&mut out, self.width as u32, self.height as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut w = enc.write_header().context("encoding PNG")?;
-        w.write_image_data(&self.px).context("encoding PNG")?;
-        w.finish().context("encoding PNG")?;
-        Ok(out)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Heat map of P_θ
 // ---------------------------------------------------------------------------------------------------
 
@@ -373,129 +165,26 @@ pub fn layer_label(layer: &LayerSpec) -> String {
     )
 }
 
+/// Font size of every text, px; the layout takes a character of the monospace font to be 0.6 em wide.
+const FONT: f64 = 12.0;
+const CHAR_W: f64 = 0.6 * FONT;
 /// Padding between a cell's edge and its printed probability.
-const CELL_PAD: usize = 8;
-/// Blank pixels between neighbouring cells.
-const CELL_GAP: usize = 2;
+const CELL_PAD: f64 = 8.0;
+/// Blank space between neighbouring cells.
+const CELL_GAP: f64 = 2.0;
 /// Thickness of the outline of a row's most likely candidate.
-const OUTLINE_T: usize = 3;
-const MARGIN: usize = 12;
-const LABEL_GAP: usize = 12;
-const BAR_W: usize = 160;
-const LEGEND_SEP: usize = 24;
+const OUTLINE_T: f64 = 3.0;
+const MARGIN: f64 = 12.0;
+const LABEL_GAP: f64 = 12.0;
+const BAR_W: f64 = 160.0;
+const LEGEND_SEP: f64 = 24.0;
 
-/// Where everything of a heat map lies, in image pixels (origin top left).
-#[derive(Clone, Debug, PartialEq)]
-pub struct HeatmapLayout {
-    pub width: usize,
-    pub height: usize,
-    /// Left edge of the first column of cells.
-    pub left: usize,
-    /// Top edge of the first row of cells.
-    pub top: usize,
-    pub cell_w: usize,
-    pub cell_h: usize,
-    /// Blank pixels between neighbouring cells.
-    pub gap: usize,
-    /// Column names: the union of the layers' candidates in first-seen order.
-    pub columns: Vec<String>,
-    pub rows: usize,
-    /// Top edge of the legend under the cells.
-    pub legend_top: usize,
+fn text_width(text: &str) -> f64 {
+    text.chars().count() as f64 * CHAR_W
 }
 
-impl HeatmapLayout {
-    /// Lays out the heat map of `layers`, checking them: at least one layer, as many probabilities as
-    /// candidates, finite probabilities, no candidate twice in a layer.
-    pub fn new(layers: &[LayerProbs]) -> Result<HeatmapLayout> {
-        if layers.is_empty() {
-            bail!("a heat map needs at least one layer");
-        }
-        let mut columns: Vec<String> = Vec::new();
-        for l in layers {
-            if l.candidates.len() != l.probs.len() {
-                bail!(
-                    "layer `{}` has {} candidates but {} probabilities",
-                    l.label,
-                    l.candidates.len(),
-                    l.probs.len()
-                );
-            }
-            if let Some(p) = l.probs.iter().find(|p| !p.is_finite()) {
-                bail!(
-                    "layer `{}` has a probability that is not finite ({p})",
-                    l.label
-                );
-            }
-            for (i, c) in l.candidates.iter().enumerate() {
-                if l.candidates[..i].contains(c) {
-                    bail!("layer `{}` lists candidate `{c}` twice", l.label);
-                }
-                if !columns.contains(c) {
-                    columns.push(c.clone());
-                }
-            }
-        }
-        if columns.is_empty() {
-            bail!("a heat map needs at least one candidate");
-        }
-        let cell_w = columns
-            .iter()
-            .map(|c| text_width(c))
-            .chain([text_width("1.0")])
-            .max()
-            .unwrap_or(0)
-            + 2 * CELL_PAD;
-        let cell_h = TEXT_H + 2 * CELL_PAD;
-        let label_w = layers
-            .iter()
-            .map(|l| text_width(&l.label))
-            .max()
-            .unwrap_or(0);
-        let left = MARGIN + label_w + LABEL_GAP;
-        let top = MARGIN + TEXT_H + CELL_PAD;
-        let grid_w = columns.len() * (cell_w + CELL_GAP) - CELL_GAP;
-        let grid_h = layers.len() * (cell_h + CELL_GAP) - CELL_GAP;
-        let legend_top = top + grid_h + 2 * CELL_PAD;
-        let width = (left + grid_w).max(MARGIN + legend_width()) + MARGIN;
-        let height = legend_top + TEXT_H + MARGIN;
-        Ok(HeatmapLayout {
-            width,
-            height,
-            left,
-            top,
-            cell_w,
-            cell_h,
-            gap: CELL_GAP,
-            columns,
-            rows: layers.len(),
-            legend_top,
-        })
-    }
-
-    /// The cell of `row` and `column` as (x, y, width, height).
-    pub fn cell(&self, row: usize, column: usize) -> (usize, usize, usize, usize) {
-        (
-            self.left + column * (self.cell_w + self.gap),
-            self.top + row * (self.cell_h + self.gap),
-            self.cell_w,
-            self.cell_h,
-        )
-    }
-
-    /// Where the printed probability of a cell lies, as (x, y, width, height): centred in the cell.
-    pub fn text_box(&self, row: usize, column: usize, text: &str) -> (usize, usize, usize, usize) {
-        let (x, y, w, h) = self.cell(row, column);
-        let tw = text_width(text);
-        (x + (w - tw) / 2, y + (h - TEXT_H) / 2, tw, TEXT_H)
-    }
-
-    /// A point of a cell that shows its fill colour whatever is printed on it or around it: centred
-    /// horizontally, between the outline band and the printed probability.
-    pub fn swatch(&self, row: usize, column: usize) -> (usize, usize) {
-        let (x, y, w, _) = self.cell(row, column);
-        (x + w / 2, y + OUTLINE_T + (CELL_PAD - OUTLINE_T) / 2)
-    }
+fn hex(c: Rgb) -> String {
+    format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
 }
 
 /// How a probability is printed in its cell: two digits (`.83`, `.07`), `1.0` from 0.995 up.
@@ -509,47 +198,135 @@ pub fn format_prob(p: f64) -> String {
     }
 }
 
-fn legend_items() -> (&'static str, &'static str, &'static str, &'static str) {
-    ("P_θ 0", "1", "not offered", "most likely")
+/// The heat map's columns (the union of the layers' candidates, in first-seen order), after checking
+/// the layers: at least one, as many probabilities as candidates, finite probabilities, no candidate
+/// twice in a layer.
+fn heatmap_columns(layers: &[LayerProbs]) -> Result<Vec<String>> {
+    if layers.is_empty() {
+        bail!("a heat map needs at least one layer");
+    }
+    let mut columns: Vec<String> = Vec::new();
+    for l in layers {
+        if l.candidates.len() != l.probs.len() {
+            bail!(
+                "layer `{}` has {} candidates but {} probabilities",
+                l.label,
+                l.candidates.len(),
+                l.probs.len()
+            );
+        }
+        if let Some(p) = l.probs.iter().find(|p| !p.is_finite()) {
+            bail!(
+                "layer `{}` has a probability that is not finite ({p})",
+                l.label
+            );
+        }
+        for (i, c) in l.candidates.iter().enumerate() {
+            if l.candidates[..i].contains(c) {
+                bail!("layer `{}` lists candidate `{c}` twice", l.label);
+            }
+            if !columns.contains(c) {
+                columns.push(c.clone());
+            }
+        }
+    }
+    if columns.is_empty() {
+        bail!("a heat map needs at least one candidate");
+    }
+    Ok(columns)
 }
 
-fn legend_width() -> usize {
-    let (p, one, missing, likely) = legend_items();
-    let gap = ADVANCE;
-    text_width(p)
-        + gap
+/// The heat map of P_θ as SVG: one row per searchable layer, one column per candidate (the union of the
+/// layers' candidates in first-seen order), each cell coloured by [`colormap`] with its probability
+/// printed (`.83`), a candidate the layer does not offer hatched grey, each row's most likely candidate
+/// (the first of equals) outlined, and a legend underneath. Cells carry `class` (`cell`, `missing`,
+/// `best`) and `data-layer`/`data-candidate`/`data-p` attributes, so the picture can be checked and
+/// restyled as text.
+pub fn heatmap_svg_string(layers: &[LayerProbs]) -> Result<String> {
+    let columns = heatmap_columns(layers)?;
+    let cell_w = columns
+        .iter()
+        .map(|c| text_width(c))
+        .fold(text_width("1.0"), f64::max)
+        + 2.0 * CELL_PAD;
+    let cell_h = FONT + 2.0 * CELL_PAD;
+    let label_w = layers
+        .iter()
+        .map(|l| text_width(&l.label))
+        .fold(0.0, f64::max);
+    let left = MARGIN + label_w + LABEL_GAP;
+    let top = MARGIN + FONT + CELL_PAD;
+    let grid_w = columns.len() as f64 * (cell_w + CELL_GAP) - CELL_GAP;
+    let grid_h = layers.len() as f64 * (cell_h + CELL_GAP) - CELL_GAP;
+    let legend_top = top + grid_h + 2.0 * CELL_PAD;
+    let (p_label, one, missing, likely) = ("P_θ 0", "1", "not offered", "most likely");
+    let legend_w = text_width(p_label)
         + BAR_W
-        + gap
         + text_width(one)
-        + LEGEND_SEP
-        + TEXT_H
-        + gap
         + text_width(missing)
-        + LEGEND_SEP
-        + TEXT_H
-        + gap
         + text_width(likely)
-}
-
-/// Renders the heat map of P_θ (one row per layer, one column per candidate) as an RGB image.
-fn render_heatmap(layers: &[LayerProbs]) -> Result<(HeatmapLayout, Canvas)> {
-    let lay = HeatmapLayout::new(layers)?;
-    let mut cv = Canvas::new(lay.width, lay.height, BACKGROUND);
-    for (c, name) in lay.columns.iter().enumerate() {
-        let (x, _, w, _) = lay.cell(0, c);
-        let tw = text_width(name);
-        cv.text(x + (w - tw) / 2, MARGIN, name, INK);
+        + 2.0 * (LEGEND_SEP + FONT)
+        + 5.0 * CHAR_W;
+    let width = (left + grid_w).max(MARGIN + legend_w) + MARGIN;
+    let height = legend_top + FONT + MARGIN;
+    let cell = |r: usize, c: usize| {
+        (
+            left + c as f64 * (cell_w + CELL_GAP),
+            top + r as f64 * (cell_h + CELL_GAP),
+        )
+    };
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" \
+         viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"DejaVu Sans Mono, Menlo, Consolas, monospace\" \
+         font-size=\"{FONT}\">\n<defs>\n<pattern id=\"hatch\" width=\"6\" height=\"6\" \
+         patternUnits=\"userSpaceOnUse\" patternTransform=\"rotate(45)\"><rect width=\"6\" height=\"6\" \
+         fill=\"{}\"/><line x1=\"0\" y1=\"0\" x2=\"0\" y2=\"6\" stroke=\"{}\" stroke-width=\"2\"/></pattern>\n\
+         <linearGradient id=\"colormap\">",
+        hex(MISSING_BG),
+        hex(MISSING_HATCH)
+    );
+    for (i, c) in VIRIDIS.iter().enumerate() {
+        let _ = write!(
+            svg,
+            "<stop offset=\"{:.3}\" stop-color=\"{}\"/>",
+            i as f64 / (VIRIDIS.len() - 1) as f64,
+            hex(*c)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "</linearGradient>\n</defs>\n<rect width=\"100%\" height=\"100%\" fill=\"{}\"/>",
+        hex(BACKGROUND)
+    );
+    let baseline = |y: f64, h: f64| y + h / 2.0 + 0.35 * FONT;
+    for (c, name) in columns.iter().enumerate() {
+        let (x, _) = cell(0, c);
+        let _ = writeln!(
+            svg,
+            "<text class=\"column\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"{}\">{}</text>",
+            x + cell_w / 2.0,
+            MARGIN + FONT,
+            hex(INK),
+            xml_escape(name)
+        );
     }
     for (r, layer) in layers.iter().enumerate() {
-        let (_, y, _, h) = lay.cell(r, 0);
-        cv.text(MARGIN, y + (h - TEXT_H) / 2, &layer.label, INK);
+        let (_, y) = cell(r, 0);
+        let _ = writeln!(
+            svg,
+            "<text class=\"label\" x=\"{MARGIN}\" y=\"{:.1}\" fill=\"{}\">{}</text>",
+            baseline(y, cell_h),
+            hex(INK),
+            xml_escape(&layer.label)
+        );
         let probs: HashMap<&str, f64> = layer
             .candidates
             .iter()
             .map(String::as_str)
             .zip(layer.probs.iter().copied())
             .collect();
-        // The most likely candidate (the first of equals).
         let best = layer
             .candidates
             .iter()
@@ -559,55 +336,92 @@ fn render_heatmap(layers: &[LayerProbs]) -> Result<(HeatmapLayout, Canvas)> {
                 _ => Some((c.as_str(), p)),
             })
             .map(|(c, _)| c);
-        for (c, name) in lay.columns.iter().enumerate() {
-            let (x, y, w, h) = lay.cell(r, c);
+        for (c, name) in columns.iter().enumerate() {
+            let (x, y) = cell(r, c);
+            let at = format!(
+                "x=\"{x:.1}\" y=\"{y:.1}\" width=\"{cell_w:.1}\" height=\"{cell_h:.1}\" data-layer=\"{r}\" data-candidate=\"{}\"",
+                xml_escape(name)
+            );
             match probs.get(name.as_str()) {
-                None => cv.hatch(x, y, w, h),
+                None => {
+                    let _ = writeln!(svg, "<rect class=\"missing\" {at} fill=\"url(#hatch)\"/>");
+                }
                 Some(&p) => {
                     let fill = colormap(p);
-                    cv.fill(x, y, w, h, fill);
-                    let text = format_prob(p);
-                    let (tx, ty, _, _) = lay.text_box(r, c, &text);
-                    cv.text(tx, ty, &text, text_color_on(fill));
+                    let _ = writeln!(
+                        svg,
+                        "<rect class=\"cell\" {at} data-p=\"{p}\" fill=\"{}\"/>\n\
+                         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"{}\">{}</text>",
+                        hex(fill),
+                        x + cell_w / 2.0,
+                        baseline(y, cell_h),
+                        hex(text_color_on(fill)),
+                        format_prob(p)
+                    );
                     if best == Some(name.as_str()) {
-                        cv.frame(x, y, w, h, OUTLINE_T, OUTLINE);
+                        let h = OUTLINE_T / 2.0;
+                        let _ = writeln!(
+                            svg,
+                            "<rect class=\"best\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" \
+                             data-layer=\"{r}\" data-candidate=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"{OUTLINE_T}\"/>",
+                            x + h,
+                            y + h,
+                            cell_w - OUTLINE_T,
+                            cell_h - OUTLINE_T,
+                            xml_escape(name),
+                            hex(OUTLINE)
+                        );
                     }
                 }
             }
         }
     }
     // Legend: colour bar, the hatch of a candidate not offered, the outline of the most likely one.
-    let (p_label, one, missing, likely) = legend_items();
-    let y = lay.legend_top;
+    let y = legend_top;
+    let text_y = baseline(y, FONT);
     let mut x = MARGIN;
-    cv.text(x, y, p_label, INK);
-    x += text_width(p_label) + ADVANCE;
-    for i in 0..BAR_W {
-        let c = colormap(i as f64 / (BAR_W - 1) as f64);
-        cv.fill(x + i, y, 1, TEXT_H, c);
-    }
-    x += BAR_W + ADVANCE;
-    cv.text(x, y, one, INK);
-    x += text_width(one) + LEGEND_SEP;
-    cv.hatch(x, y, TEXT_H, TEXT_H);
-    x += TEXT_H + ADVANCE;
-    cv.text(x, y, missing, INK);
-    x += text_width(missing) + LEGEND_SEP;
-    cv.fill(x, y, TEXT_H, TEXT_H, COLORMAP_TOP);
-    cv.frame(x, y, TEXT_H, TEXT_H, OUTLINE_T, OUTLINE);
-    x += TEXT_H + ADVANCE;
-    cv.text(x, y, likely, INK);
-    Ok((lay, cv))
+    let label = |svg: &mut String, x: &mut f64, text: &str| {
+        let _ = writeln!(
+            svg,
+            "<text class=\"legend\" x=\"{:.1}\" y=\"{text_y:.1}\" fill=\"{}\">{}</text>",
+            *x,
+            hex(INK),
+            xml_escape(text)
+        );
+        *x += text_width(text) + CHAR_W;
+    };
+    label(&mut svg, &mut x, p_label);
+    let _ = writeln!(
+        svg,
+        "<rect class=\"colorbar\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{BAR_W}\" height=\"{FONT}\" fill=\"url(#colormap)\"/>"
+    );
+    x += BAR_W + CHAR_W;
+    label(&mut svg, &mut x, one);
+    x += LEGEND_SEP - CHAR_W;
+    let _ = writeln!(
+        svg,
+        "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{FONT}\" height=\"{FONT}\" fill=\"url(#hatch)\"/>"
+    );
+    x += FONT + CHAR_W;
+    label(&mut svg, &mut x, missing);
+    x += LEGEND_SEP - CHAR_W;
+    let _ = writeln!(
+        svg,
+        "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{FONT}\" height=\"{FONT}\" fill=\"{}\" stroke=\"{}\" stroke-width=\"{OUTLINE_T}\"/>",
+        hex(COLORMAP_TOP),
+        hex(OUTLINE)
+    );
+    x += FONT + CHAR_W;
+    label(&mut svg, &mut x, likely);
+    svg.push_str("</svg>\n");
+    Ok(svg)
 }
 
-/// Writes the heat map of P_θ to `path` as an 8-bit RGB PNG: one row per searchable layer, one column per
-/// candidate (the union of the layers' candidates in first-seen order), each cell coloured by
-/// [`colormap`] with its probability printed (`.83`), a candidate the layer does not offer hatched grey,
-/// each row's most likely candidate outlined, and a legend underneath. The file is written atomically.
-pub fn heatmap_png(path: &Path, layers: &[LayerProbs]) -> Result<()> {
-    let (_, cv) = render_heatmap(layers)
+/// Writes [`heatmap_svg_string`] to `path`, atomically.
+pub fn heatmap_svg(path: &Path, layers: &[LayerProbs]) -> Result<()> {
+    let svg = heatmap_svg_string(layers)
         .with_context(|| format!("cannot draw the heat map {}", path.display()))?;
-    Ok(write_atomic(path, &cv.png()?)?)
+    Ok(write_atomic(path, svg.as_bytes())?)
 }
 
 // ---------------------------------------------------------------------------------------------------

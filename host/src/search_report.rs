@@ -7,7 +7,7 @@ use mobile_core::Arch;
 use mobile_core::lut::Lut;
 
 use crate::charts::{Panel, line_charts_svg};
-use crate::report::{LayerProbs, arch_svg, heatmap_png, layer_label, markdown_table};
+use crate::report::{LayerProbs, arch_svg, heatmap_svg, layer_label, markdown_table};
 use crate::search::{Candidate, EpochMetrics, RunDir, SearchConfig, read_metrics, read_result};
 use mobile_core::files::write_atomic;
 
@@ -89,7 +89,7 @@ fn changed_in_last_epoch(metrics: &[EpochMetrics]) -> Option<usize> {
     })
 }
 
-/// Writes `heatmap.png`, `curves.svg`, `arch.svg` and `report.md` into a finished search's folder, from
+/// Writes `heatmap.svg`, `curves.svg`, `arch.svg` and `report.md` into a finished search's folder, from
 /// its `config.json`, `metrics.jsonl`, `result.json` and the table the configuration names.
 pub fn write(run: &RunDir) -> Result<()> {
     let cfg: SearchConfig = run.load_config("search")?;
@@ -111,7 +111,7 @@ pub fn write(run: &RunDir) -> Result<()> {
             probs: l.probs.clone(),
         })
         .collect();
-    heatmap_png(&run.0.join("heatmap.png"), &layers)?;
+    heatmap_svg(&run.0.join("heatmap.svg"), &layers)?;
     let best = Arch::parse(&result.best.name, space, &result.best.arch)?;
     arch_svg(&run.0.join("arch.svg"), &best)?;
 
@@ -195,7 +195,7 @@ pub fn write(run: &RunDir) -> Result<()> {
     );
     md += "\n![per-epoch curves](curves.svg)\n";
     md += &decisions(&result, &metrics);
-    md += "\n## Result\n\n![P_θ per layer](heatmap.png)\n\n![the architecture to train](arch.svg)\n\n";
+    md += "\n## Result\n\n![P_θ per layer](heatmap.svg)\n\n![the architecture to train](arch.svg)\n\n";
     if let Some(t) = result.target_ms {
         let lat = result
             .best

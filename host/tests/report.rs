@@ -1,66 +1,21 @@
-//! The pictures and text of a run folder: the P_θ heat map is decoded again with the `png` crate and
-//! checked pixel by pixel against its layout, colour map and font; the architecture drawing is parsed by a
-//! small XML reader below and checked block by block against the architecture; atomic writes leave no
-//! temporary files.
+//! The pictures and text of a run folder: the P_θ heat map and the architecture drawing are SVG, read
+//! back with an XML reader and checked element by element against the probabilities, the colour map and
+//! the architecture; the Markdown tables are checked line by line.
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::BufReader;
 use std::path::Path;
 
 use fbnet::report::{
-    COLORMAP_BOTTOM, COLORMAP_TOP, GLYPH_H, GLYPH_W, HeatmapLayout, LayerProbs, MISSING_BG,
-    MISSING_HATCH, OUTLINE, Rgb, SVG_K3, SVG_K5, UNKNOWN_GLYPH, arch_svg, block_height, colormap,
-    format_prob, glyph, heatmap_png, layer_label, markdown_table, text_color_on,
+    COLORMAP_BOTTOM, COLORMAP_TOP, LayerProbs, MISSING_BG, OUTLINE, Rgb, SVG_K3, SVG_K5, arch_svg,
+    block_height, colormap, format_prob, heatmap_svg, heatmap_svg_string, layer_label,
+    markdown_table, text_color_on,
 };
 use mobile_core::{Arch, Block, Space, builtin};
 
 // ---------------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------------
-
-struct Image {
-    width: usize,
-    height: usize,
-    px: Vec<u8>,
-}
-
-impl Image {
-    fn at(&self, x: usize, y: usize) -> Rgb {
-        assert!(
-            x < self.width && y < self.height,
-            "({x}, {y}) is outside the image"
-        );
-        let i = (y * self.width + x) * 3;
-        [self.px[i], self.px[i + 1], self.px[i + 2]]
-    }
-
-    /// Every pixel of a rectangle with its coordinates.
-    fn region(&self, (x, y, w, h): (usize, usize, usize, usize)) -> Vec<(usize, usize, Rgb)> {
-        let mut out = Vec::new();
-        for yy in y..y + h {
-            for xx in x..x + w {
-                out.push((xx, yy, self.at(xx, yy)));
-            }
-        }
-        out
-    }
-}
-
-fn decode(path: &Path) -> Image {
-    let file = fs::File::open(path).unwrap();
-    let mut reader = png::Decoder::new(BufReader::new(file)).read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    assert_eq!(info.color_type, png::ColorType::Rgb);
-    assert_eq!(info.bit_depth, png::BitDepth::Eight);
-    buf.truncate(info.buffer_size());
-    Image {
-        width: info.width as usize,
-        height: info.height as usize,
-        px: buf,
-    }
-}
 
 fn row(label: &str, candidates: &[&str], probs: &[f64]) -> LayerProbs {
     LayerProbs {
@@ -79,282 +34,8 @@ fn names_in_dir(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Draws a heat map into a fresh folder and decodes it again; the folder must hold only the picture.
-fn draw(layers: &[LayerProbs]) -> (HeatmapLayout, Image) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("heatmap.png");
-    heatmap_png(&path, layers).unwrap();
-    assert_eq!(names_in_dir(dir.path()), ["heatmap.png"]);
-    let img = decode(&path);
-    let layout = HeatmapLayout::new(layers).unwrap();
-    assert_eq!((img.width, img.height), (layout.width, layout.height));
-    (layout, img)
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Heat map
-// ---------------------------------------------------------------------------------------------------
-
-#[test]
-fn heatmap_size_follows_from_layers_and_candidates() {
-    let names: Vec<&str> = Block::ALL.iter().map(|b| b.name()).collect();
-    let uniform = vec![1.0 / 9.0; 9];
-    let layers = |n: usize, cands: &[&str], probs: &[f64]| -> Vec<LayerProbs> {
-        (0..n)
-            .map(|i| row(&format!("layer {i:02}"), cands, probs))
-            .collect()
-    };
-    let (base, base_img) = draw(&layers(4, &names, &uniform));
-    let (_, taller_img) = draw(&layers(5, &names, &uniform));
-    let mut ten = names.clone();
-    ten.push("k7_e6");
-    let (_, wider_img) = draw(&layers(4, &ten, &[0.1; 10]));
-
-    assert_eq!(base.columns, names);
-    assert_eq!(base.rows, 4);
-    // One more layer adds exactly one row of cells, one more candidate exactly one column.
-    assert_eq!(taller_img.width, base_img.width);
-    assert_eq!(taller_img.height - base_img.height, base.cell_h + base.gap);
-    assert_eq!(wider_img.height, base_img.height);
-    assert_eq!(wider_img.width - base_img.width, base.cell_w + base.gap);
-    // The cells lie inside the picture, the legend under the last row.
-    let (x, y, w, h) = base.cell(3, 8);
-    assert!(x + w < base_img.width && y + h < base.legend_top && base.legend_top < base_img.height);
-    // A column is wide enough for the longest candidate name in the font.
-    let longest = names.iter().map(|n| n.chars().count()).max().unwrap();
-    assert!(base.cell_w > longest * (GLYPH_W + 1));
-
-    // Columns are the union of the layers' candidates in first-seen order.
-    let mixed = [
-        row("a", &["k3_e1", "k5_e6"], &[0.5, 0.5]),
-        row("b", &["skip", "k5_e6", "k3_e1", "k3_e3"], &[0.25; 4]),
-    ];
-    let (layout, img) = draw(&mixed);
-    assert_eq!(layout.columns, ["k3_e1", "k5_e6", "skip", "k3_e3"]);
-    assert_eq!(layout.rows, 2);
-    let (x, y, w, h) = layout.cell(1, 3);
-    assert!(x + w <= img.width && y + h <= img.height);
-}
-
-#[test]
-fn heatmap_cells_take_the_colormap_ends_and_missing_candidates_are_hatched() {
-    let layers = [
-        row(
-            "l3 s1 24→24 @56",
-            &["k3_e1", "k5_e6", "skip"],
-            &[1.0, 0.0, 0.0],
-        ),
-        row("l5 s2 24→32 @56/2", &["k3_e1", "k5_e6"], &[0.0, 1.0]),
-    ];
-    let (layout, img) = draw(&layers);
-    let expect = [
-        ((0, 0), COLORMAP_TOP),
-        ((0, 1), COLORMAP_BOTTOM),
-        ((0, 2), COLORMAP_BOTTOM),
-        ((1, 0), COLORMAP_BOTTOM),
-        ((1, 1), COLORMAP_TOP),
-    ];
-    for ((r, c), fill) in expect {
-        let (sx, sy) = layout.swatch(r, c);
-        assert_eq!(img.at(sx, sy), fill, "swatch of cell ({r}, {c})");
-        // Inside the cell, away from its edges: only the fill and the printed probability.
-        let text = format_prob(layers[r].probs[c]);
-        let (tx, ty, tw, th) = layout.text_box(r, c, &text);
-        let (x, y, w, h) = layout.cell(r, c);
-        let ink = text_color_on(fill);
-        assert_ne!(ink, fill);
-        let mut fill_count = 0;
-        let mut ink_count = 0;
-        for (px, py, colour) in img.region((x + 4, y + 4, w - 8, h - 8)) {
-            let in_text = (tx..tx + tw).contains(&px) && (ty..ty + th).contains(&py);
-            if colour == fill {
-                fill_count += 1;
-            } else if in_text && colour == ink {
-                ink_count += 1;
-            } else {
-                panic!("cell ({r}, {c}) has {colour:?} at ({px}, {py})");
-            }
-        }
-        assert!(ink_count > 0, "cell ({r}, {c}) prints its probability");
-        assert!(fill_count > 2 * ink_count);
-    }
-    // `skip` is not offered by the strided layer: a grey hatch, without text or outline.
-    let region = img.region(layout.cell(1, 2));
-    assert!(
-        region
-            .iter()
-            .all(|(_, _, c)| *c == MISSING_BG || *c == MISSING_HATCH)
-    );
-    let hatch = region
-        .iter()
-        .filter(|(_, _, c)| *c == MISSING_HATCH)
-        .count();
-    assert!(
-        hatch > region.len() / 10 && hatch < region.len() / 2,
-        "{hatch} hatch pixels"
-    );
-    assert_eq!(colormap(1.0), COLORMAP_TOP);
-    assert_eq!(colormap(0.0), COLORMAP_BOTTOM);
-}
-
-#[test]
-fn heatmap_outlines_the_most_likely_candidate_of_each_row() {
-    let layers = [
-        row("a", &["k3_e1", "k3_e3", "k5_e6"], &[0.2, 0.5, 0.3]),
-        // Ties go to the first.
-        row("b", &["k3_e1", "k3_e3", "k5_e6"], &[0.4, 0.2, 0.4]),
-    ];
-    let (layout, img) = draw(&layers);
-    for (r, best) in [(0, 1), (1, 0)] {
-        for c in 0..3 {
-            let (x, y, w, h) = layout.cell(r, c);
-            let corners = [
-                (x, y),
-                (x + w - 1, y),
-                (x, y + h - 1),
-                (x + w - 1, y + h - 1),
-            ];
-            let outlined = img
-                .region((x, y, w, h))
-                .iter()
-                .filter(|(_, _, colour)| *colour == OUTLINE)
-                .count();
-            if c == best {
-                for (px, py) in corners {
-                    assert_eq!(img.at(px, py), OUTLINE, "corner of cell ({r}, {c})");
-                }
-                // A frame all around: at least the perimeter.
-                assert!(outlined >= 2 * (w + h) - 4);
-            } else {
-                assert_eq!(outlined, 0, "cell ({r}, {c}) is not the most likely");
-            }
-        }
-    }
-}
-
-#[test]
-fn heatmap_prints_two_digit_probabilities_in_the_font() {
-    assert_eq!(format_prob(0.834), ".83");
-    assert_eq!(format_prob(0.07), ".07");
-    assert_eq!(format_prob(0.0), ".00");
-    assert_eq!(format_prob(0.996), "1.0");
-    assert_eq!(format_prob(1.0), "1.0");
-
-    let probs = [0.83, 0.17];
-    let layers = [row("x", &["k3_e1", "skip"], &probs)];
-    let (layout, img) = draw(&layers);
-    for (c, &p) in probs.iter().enumerate() {
-        let text = format_prob(p);
-        let (tx, ty, tw, th) = layout.text_box(0, c, &text);
-        let scale = th / GLYPH_H;
-        let advance = (GLYPH_W + 1) * scale;
-        assert!(scale >= 1 && th == GLYPH_H * scale);
-        assert_eq!(tw, text.chars().count() * advance - scale);
-        let ink = text_color_on(colormap(p));
-        // Reference: the glyph bitmaps blown up by `scale`, one blank column between characters.
-        for (px, py, colour) in img.region((tx, ty, tw, th)) {
-            let (dx, dy) = (px - tx, py - ty);
-            let (ch, col) = (dx / advance, (dx % advance) / scale);
-            let bits = glyph(text.chars().nth(ch).unwrap())[dy / scale];
-            let on = col < GLYPH_W && bits & (0x10 >> col) != 0;
-            assert_eq!(colour == ink, on, "`{text}` at ({dx}, {dy})");
-        }
-    }
-}
-
-#[test]
-fn glyphs_differ_between_characters() {
-    let required: Vec<char> = ('0'..='9')
-        .chain('a'..='z')
-        .chain('A'..='Z')
-        .chain("_.->@% →".chars())
-        .collect();
-    for (i, &a) in required.iter().enumerate() {
-        let g = glyph(a);
-        assert!(
-            g.iter().all(|row| row >> GLYPH_W == 0),
-            "`{a}` is 5 pixels wide"
-        );
-        assert_ne!(g, UNKNOWN_GLYPH, "`{a}` has its own glyph");
-        assert_eq!(
-            g.iter().all(|row| *row == 0),
-            a == ' ',
-            "only space is blank"
-        );
-        for &b in &required[i + 1..] {
-            assert_ne!(g, glyph(b), "`{a}` and `{b}` look the same");
-        }
-    }
-    assert_eq!(glyph('€'), UNKNOWN_GLYPH);
-    assert_eq!(glyph('\u{1F600}'), UNKNOWN_GLYPH);
-}
-
-#[test]
-fn heatmap_row_labels_change_only_the_label_column() {
-    let one = [row("l3 s1 24→24 @56", &["k3_e1"], &[1.0])];
-    let other = [row("l8 s2 32→32 @28", &["k3_e1"], &[1.0])];
-    let (layout, a) = draw(&one);
-    let (_, b) = draw(&other);
-    assert_eq!((a.width, a.height), (b.width, b.height));
-    let (_, y, _, h) = layout.cell(0, 0);
-    let mut differ = 0;
-    for yy in 0..a.height {
-        for xx in 0..a.width {
-            if a.at(xx, yy) != b.at(xx, yy) {
-                assert!(
-                    xx < layout.left && (y..y + h).contains(&yy),
-                    "({xx}, {yy}) differs"
-                );
-                differ += 1;
-            }
-        }
-    }
-    assert!(differ > 0);
-}
-
-#[test]
-fn heatmap_rejects_inconsistent_layers_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("heatmap.png");
-    let cases: [(Vec<LayerProbs>, &str); 4] = [
-        (vec![], "at least one layer"),
-        (vec![row("l7", &["k3_e1", "skip"], &[1.0])], "l7"),
-        (vec![row("l9", &["k3_e1"], &[f64::NAN])], "l9"),
-        (vec![row("l2", &["k3_e1", "k3_e1"], &[0.5, 0.5])], "twice"),
-    ];
-    for (layers, needle) in cases {
-        let err = format!("{:#}", heatmap_png(&path, &layers).unwrap_err());
-        assert!(err.contains(needle), "{err}");
-        assert!(err.contains("heatmap.png"), "{err}");
-    }
-    assert!(names_in_dir(dir.path()).is_empty());
-}
-
-#[test]
-fn colormap_grows_lighter_with_probability() {
-    let luma = |c: Rgb| 0.299 * c[0] as f64 + 0.587 * c[1] as f64 + 0.114 * c[2] as f64;
-    let mut last = -1.0;
-    for i in 0..=200 {
-        let l = luma(colormap(i as f64 / 200.0));
-        assert!(l >= last, "lightness falls at {i}/200");
-        last = l;
-    }
-    assert!(luma(COLORMAP_TOP) - luma(COLORMAP_BOTTOM) > 150.0);
-    assert_eq!(colormap(-3.0), COLORMAP_BOTTOM);
-    assert_eq!(colormap(7.0), COLORMAP_TOP);
-}
-
-#[test]
-fn layer_labels_name_index_stage_shapes_and_stride() {
-    let layers = Space::fbnet_224().layers();
-    assert_eq!(layer_label(&layers[3]), "l3 s1 24→24 @56");
-    assert_eq!(layer_label(&layers[1]), "l1 s1 16→24 @112/2");
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Architecture drawing
-// ---------------------------------------------------------------------------------------------------
-
+/// An element of a parsed SVG: its name, attributes (the root's namespace as `xmlns`), children and
+/// its own text.
 #[derive(Debug)]
 struct Node {
     name: String,
@@ -384,128 +65,257 @@ impl Node {
     fn texts(&self) -> Vec<String> {
         self.all().iter().map(|n| n.text.clone()).collect()
     }
-}
 
-/// Checks that character data uses only the five XML entities (or numeric ones) and has no raw `<`/`>`,
-/// and returns it unescaped.
-fn unescape(raw: &str) -> String {
-    assert!(
-        !raw.contains('<') && !raw.contains('>'),
-        "raw markup in `{raw}`"
-    );
-    let mut out = String::new();
-    let mut rest = raw;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let end = rest[i..]
-            .find(';')
-            .unwrap_or_else(|| panic!("bare & in `{raw}`"));
-        let entity = &rest[i + 1..i + end];
-        out.push(match entity {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            "apos" => '\'',
-            e if e.starts_with('#') => '?',
-            e => panic!("unknown entity &{e}; in `{raw}`"),
-        });
-        rest = &rest[i + end + 1..];
+    /// The elements of class `class`.
+    fn class(&self, class: &str) -> Vec<&Node> {
+        self.all()
+            .into_iter()
+            .filter(|n| n.attr("class") == class)
+            .collect()
     }
-    out.push_str(rest);
-    out
 }
 
-/// A strict little XML reader: one root, balanced tags, quoted attributes, no duplicate attributes,
-/// escaped character data. Panics on anything else.
+/// Parses an XML document (panicking on anything that is not well-formed) into [`Node`]s.
 fn parse_xml(doc: &str) -> Node {
-    let mut rest = doc.trim_start();
-    if rest.starts_with("<?xml") {
-        rest = &rest[rest.find("?>").unwrap() + 2..];
+    fn convert(n: roxmltree::Node) -> Node {
+        let mut attrs: HashMap<String, String> = n
+            .attributes()
+            .map(|a| (a.name().to_string(), a.value().to_string()))
+            .collect();
+        if let Some(ns) = n.tag_name().namespace() {
+            attrs.insert("xmlns".into(), ns.to_string());
+        }
+        Node {
+            name: n.tag_name().name().to_string(),
+            attrs,
+            children: n
+                .children()
+                .filter(|c| c.is_element())
+                .map(convert)
+                .collect(),
+            text: n
+                .children()
+                .filter(|c| c.is_text())
+                .filter_map(|c| c.text())
+                .collect(),
+        }
     }
-    let mut stack: Vec<Node> = vec![Node {
-        name: "#document".into(),
-        attrs: HashMap::new(),
-        children: vec![],
-        text: String::new(),
-    }];
-    while !rest.is_empty() {
-        let lt = rest.find('<').unwrap_or(rest.len());
-        let text = unescape(&rest[..lt]);
-        stack.last_mut().unwrap().text.push_str(&text);
-        rest = &rest[lt..];
-        if rest.is_empty() {
-            break;
-        }
-        if let Some(r) = rest.strip_prefix("<!--") {
-            rest = &r[r.find("-->").unwrap() + 3..];
-            continue;
-        }
-        if let Some(r) = rest.strip_prefix("</") {
-            let gt = r.find('>').unwrap();
-            let name = r[..gt].trim();
-            let node = stack.pop().unwrap();
-            assert_eq!(node.name, name, "closing tag does not match");
-            stack.last_mut().unwrap().children.push(node);
-            rest = &r[gt + 1..];
-            continue;
-        }
-        // A start tag: name, then attributes with quoted values.
-        let mut r = &rest[1..];
-        let name_end = r
-            .find(|c: char| c.is_whitespace() || c == '>' || c == '/')
-            .unwrap();
-        let name = r[..name_end].to_string();
-        assert!(!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == ':'));
-        r = &r[name_end..];
-        let mut attrs = HashMap::new();
-        loop {
-            r = r.trim_start();
-            if let Some(after) = r.strip_prefix("/>") {
-                stack.last_mut().unwrap().children.push(Node {
-                    name,
-                    attrs,
-                    children: vec![],
-                    text: String::new(),
-                });
-                r = after;
-                break;
-            }
-            if let Some(after) = r.strip_prefix('>') {
-                stack.push(Node {
-                    name,
-                    attrs,
-                    children: vec![],
-                    text: String::new(),
-                });
-                r = after;
-                break;
-            }
-            let eq = r.find('=').unwrap();
-            let key = r[..eq].trim().to_string();
-            assert!(
-                key.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':')
-            );
-            let quoted = &r[eq + 1..];
-            let quote = quoted.chars().next().unwrap();
-            assert!(quote == '"' || quote == '\'', "unquoted attribute {key}");
-            let close = quoted[1..].find(quote).unwrap();
-            let value = unescape(&quoted[1..1 + close]);
-            assert!(
-                attrs.insert(key.clone(), value).is_none(),
-                "duplicate {key}"
-            );
-            r = &quoted[close + 2..];
-        }
-        rest = r;
-    }
-    let mut doc = stack.pop().unwrap();
-    assert!(stack.is_empty(), "unclosed element");
-    assert!(doc.text.trim().is_empty(), "text outside the root");
-    assert_eq!(doc.children.len(), 1, "one root element");
-    doc.children.pop().unwrap()
+    let parsed = roxmltree::Document::parse(doc).unwrap_or_else(|e| panic!("not XML: {e}"));
+    convert(parsed.root_element())
 }
+
+fn hex(c: Rgb) -> String {
+    format!("#{:02x}{:02x}{:02x}", c[0], c[1], c[2])
+}
+
+fn num(n: &Node, key: &str) -> f64 {
+    n.attr(key)
+        .parse()
+        .unwrap_or_else(|_| panic!("{key} of {n:?}"))
+}
+
+/// Draws a heat map into a fresh folder and parses it again; the folder must hold only the picture.
+fn draw(layers: &[LayerProbs]) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heatmap.svg");
+    heatmap_svg(&path, layers).unwrap();
+    assert_eq!(names_in_dir(dir.path()), ["heatmap.svg"]);
+    let root = parse_xml(&fs::read_to_string(&path).unwrap());
+    assert_eq!(root.name, "svg");
+    assert_eq!(root.attr("xmlns"), "http://www.w3.org/2000/svg");
+    root
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Heat map
+// ---------------------------------------------------------------------------------------------------
+
+#[test]
+fn heatmap_has_one_cell_per_layer_and_candidate_and_grows_with_them() {
+    let names: Vec<&str> = Block::ALL.iter().map(|b| b.name()).collect();
+    let uniform = vec![1.0 / 9.0; 9];
+    let one = draw(&[row("l0", &names, &uniform)]);
+    let three = draw(&[
+        row("l0", &names, &uniform),
+        row("l1", &names, &uniform),
+        row("l2", &names, &uniform),
+    ]);
+    assert_eq!(one.class("cell").len(), 9);
+    assert_eq!(three.class("cell").len(), 27);
+    assert!(num(&three, "height") > num(&one, "height"));
+    assert_eq!(num(&three, "width"), num(&one, "width"));
+    // the column headers are the candidates in first-seen order
+    let headers: Vec<String> = three
+        .class("column")
+        .iter()
+        .map(|n| n.text.clone())
+        .collect();
+    assert_eq!(headers, names);
+    // cells of one row share a top edge, cells of one column a left edge, and none overlap
+    let cells = three.class("cell");
+    for a in &cells {
+        for b in &cells {
+            if std::ptr::eq(*a, *b) {
+                continue;
+            }
+            let (ax, ay, bx, by) = (num(a, "x"), num(a, "y"), num(b, "x"), num(b, "y"));
+            let apart = ax + num(a, "width") <= bx
+                || bx + num(b, "width") <= ax
+                || ay + num(a, "height") <= by
+                || by + num(b, "height") <= ay;
+            assert!(apart, "{a:?} overlaps {b:?}");
+            if a.attr("data-layer") == b.attr("data-layer") {
+                assert_eq!(ay, by);
+            }
+            if a.attr("data-candidate") == b.attr("data-candidate") {
+                assert_eq!(ax, bx);
+            }
+        }
+    }
+}
+
+#[test]
+fn heatmap_cells_take_the_colormap_and_print_their_probability() {
+    let layers = [
+        row("l0", &["k3_e1", "k5_e6", "skip"], &[0.0, 1.0, 0.0]),
+        row("l1", &["k3_e1", "k5_e6"], &[0.83, 0.17]),
+    ];
+    let root = draw(&layers);
+    let cells = root.class("cell");
+    assert_eq!(cells.len(), 5);
+    let texts: Vec<&Node> = root
+        .children
+        .iter()
+        .filter(|n| n.name == "text" && n.attr("class").is_empty())
+        .collect();
+    for (cell, text) in cells.iter().zip(&texts) {
+        let p: f64 = num(cell, "data-p");
+        assert_eq!(cell.attr("fill"), hex(colormap(p)), "{cell:?}");
+        assert_eq!(text.text, format_prob(p));
+        assert_eq!(text.attr("fill"), hex(text_color_on(colormap(p))));
+        // the probability is printed inside its cell
+        let (x, y) = (num(text, "x"), num(text, "y"));
+        assert!(x > num(cell, "x") && x < num(cell, "x") + num(cell, "width"));
+        assert!(y > num(cell, "y") && y < num(cell, "y") + num(cell, "height"));
+    }
+    assert_eq!(cells[1].attr("fill"), hex(COLORMAP_TOP));
+    assert_eq!(cells[0].attr("fill"), hex(COLORMAP_BOTTOM));
+    // a candidate layer 1 does not offer is hatched, with the hatch's grey in the pattern
+    let missing = root.class("missing");
+    assert_eq!(missing.len(), 1);
+    assert_eq!(
+        (
+            missing[0].attr("data-layer"),
+            missing[0].attr("data-candidate")
+        ),
+        ("1", "skip")
+    );
+    assert_eq!(missing[0].attr("fill"), "url(#hatch)");
+    let hatch = root
+        .all()
+        .into_iter()
+        .find(|n| n.attr("id") == "hatch")
+        .unwrap();
+    assert!(
+        hatch
+            .all()
+            .iter()
+            .any(|n| n.attr("fill") == hex(MISSING_BG))
+    );
+}
+
+#[test]
+fn heatmap_outlines_the_most_likely_candidate_of_each_row() {
+    let layers = [
+        row("l0", &["a", "b", "c"], &[0.2, 0.5, 0.3]),
+        // equals: the first is the most likely
+        row("l1", &["a", "b", "c"], &[0.4, 0.4, 0.2]),
+        row("l2", &["a", "b", "c"], &[0.1, 0.1, 0.8]),
+    ];
+    let root = draw(&layers);
+    let best: Vec<(String, String)> = root
+        .class("best")
+        .iter()
+        .map(|n| {
+            (
+                n.attr("data-layer").to_string(),
+                n.attr("data-candidate").to_string(),
+            )
+        })
+        .collect();
+    let expect = [("0", "b"), ("1", "a"), ("2", "c")].map(|(l, c)| (l.to_string(), c.to_string()));
+    assert_eq!(best, expect);
+    for n in root.class("best") {
+        assert_eq!(n.attr("stroke"), hex(OUTLINE));
+        assert_eq!(n.attr("fill"), "none");
+    }
+}
+
+#[test]
+fn heatmap_prints_two_digit_probabilities() {
+    assert_eq!(format_prob(0.834), ".83");
+    assert_eq!(format_prob(0.07), ".07");
+    assert_eq!(format_prob(0.0), ".00");
+    assert_eq!(format_prob(0.995), "1.0");
+    assert_eq!(format_prob(1.7), "1.0");
+    assert_eq!(format_prob(-0.2), ".00");
+}
+
+#[test]
+fn heatmap_escapes_labels_and_candidate_names() {
+    let root = draw(&[row("l0 <s&1> \"x\"", &["a<b", "c&d"], &[0.5, 0.5])]);
+    let label = root.class("label");
+    assert_eq!(label[0].text, "l0 <s&1> \"x\"");
+    let headers: Vec<String> = root
+        .class("column")
+        .iter()
+        .map(|n| n.text.clone())
+        .collect();
+    assert_eq!(headers, ["a<b", "c&d"]);
+}
+
+#[test]
+fn heatmap_rejects_inconsistent_layers_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heatmap.svg");
+    for (layers, what) in [
+        (vec![], "at least one layer"),
+        (vec![row("l0", &["a", "b"], &[1.0])], "2 candidates but 1"),
+        (vec![row("l0", &["a"], &[f64::NAN])], "not finite"),
+        (vec![row("l0", &["a", "a"], &[0.5, 0.5])], "twice"),
+        (vec![row("l0", &[], &[])], "at least one candidate"),
+    ] {
+        let err = format!("{:#}", heatmap_svg(&path, &layers).unwrap_err());
+        assert!(err.contains(what) && err.contains("heatmap.svg"), "{err}");
+        assert!(heatmap_svg_string(&layers).is_err());
+    }
+    assert!(names_in_dir(dir.path()).is_empty());
+}
+
+#[test]
+fn colormap_grows_lighter_with_probability() {
+    let luma = |c: Rgb| 0.299 * c[0] as f64 + 0.587 * c[1] as f64 + 0.114 * c[2] as f64;
+    let mut last = -1.0;
+    for i in 0..=200 {
+        let l = luma(colormap(i as f64 / 200.0));
+        assert!(l >= last, "lightness falls at {i}/200");
+        last = l;
+    }
+    assert!(luma(COLORMAP_TOP) - luma(COLORMAP_BOTTOM) > 150.0);
+    assert_eq!(colormap(-3.0), COLORMAP_BOTTOM);
+    assert_eq!(colormap(7.0), COLORMAP_TOP);
+}
+
+#[test]
+fn layer_labels_name_index_stage_shapes_and_stride() {
+    let layers = Space::fbnet_224().layers();
+    assert_eq!(layer_label(&layers[3]), "l3 s1 24→24 @56");
+    assert_eq!(layer_label(&layers[1]), "l1 s1 16→24 @112/2");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Architecture drawing
+// ---------------------------------------------------------------------------------------------------
 
 fn draw_arch(arch: &Arch) -> (String, Node) {
     let dir = tempfile::tempdir().unwrap();
@@ -699,7 +509,7 @@ fn demo_pictures() {
             }
         })
         .collect();
-    heatmap_png(&dir.join("heatmap.png"), &layers).unwrap();
+    heatmap_svg(&dir.join("heatmap.svg"), &layers).unwrap();
     arch_svg(&dir.join("fbnet-b.svg"), &arch).unwrap();
     arch_svg(
         &dir.join("fbnet-96.svg"),

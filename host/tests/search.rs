@@ -150,7 +150,7 @@ fn resumes_exactly(cfg: &SearchConfig, root: &std::path::Path) {
         "config.json",
         "result.json",
         "report.md",
-        "heatmap.png",
+        "heatmap.svg",
         "curves.svg",
         "arch.svg",
         "searched-best.json",
