@@ -1,7 +1,6 @@
 //! The host side of fbnet: what the command line and the trainer share: datasets, the latency side of
 //! the search, the super net and its kernels, the search loop, and the reports of a run.
 
-pub mod charts;
 pub mod data;
 pub mod decision;
 pub mod export;

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use mobile_core::Arch;
 use mobile_core::lut::Lut;
 
-use crate::charts::{Panel, line_charts_svg};
+use crate::report::charts::{Panel, line_charts_svg};
 use crate::report::{LayerProbs, arch_svg, heatmap_svg, layer_label, markdown_table};
 use crate::search::{Candidate, EpochMetrics, RunDir, SearchConfig, read_metrics, read_result};
 use mobile_core::files::write_atomic;
