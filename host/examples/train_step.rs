@@ -125,11 +125,7 @@ fn main() -> anyhow::Result<()> {
         .map(|l| Tensor::zeros(l.candidates.len(), candle_core::DType::F32, &dev))
         .collect::<Result<_, _>>()?;
     let mut sgd = Sgd::new(0.9, 1e-4);
-    let named: Vec<(&str, &fbnet::params::Param)> = net
-        .params
-        .trainable()
-        .map(|(k, p)| (k.as_str(), p))
-        .collect();
+    let named = net.params.handles();
     let mut times = Vec::new();
     // forward, backward and update seconds of each timed step, to say where a step's time goes
     let mut phases = Vec::new();

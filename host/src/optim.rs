@@ -14,9 +14,6 @@ use candle_core::backprop::GradStore;
 
 use crate::params::{Kind, Param};
 
-/// A parameter to optimise, by name.
-pub type Named<'a> = (&'a str, &'a Param);
-
 /// SGD with momentum `μ` and L2 weight decay on [`Kind::Weight`] parameters:
 /// `b ← μ·b + g + wd·w`, `w ← w − lr·b` (PyTorch's SGD, dampening 0).
 #[derive(Debug)]
@@ -35,8 +32,8 @@ impl Sgd {
         }
     }
 
-    pub fn step(&mut self, params: &[Named<'_>], grads: &GradStore, lr: f64) -> Result<()> {
-        for &(name, p) in params {
+    pub fn step(&mut self, params: &[(String, Param)], grads: &GradStore, lr: f64) -> Result<()> {
+        for (name, p) in params {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };

@@ -98,6 +98,14 @@ impl Params {
         self.map.iter().filter(|(_, p)| p.kind != Kind::Buffer)
     }
 
+    /// The trainable parameters by name, as shared handles (cheap clones of the same variables), so an
+    /// optimiser can update them while the network that owns them is borrowed elsewhere.
+    pub fn handles(&self) -> Vec<(String, Param)> {
+        self.trainable()
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect()
+    }
+
     pub fn get(&self, name: &str) -> Option<&Param> {
         self.map.get(name)
     }

@@ -913,15 +913,7 @@ pub fn search(
     let steps_per_epoch = data::batch_count(data.weights.len(), cfg.batch_size, true);
     let theta_per_pass = data::batch_count(data.theta.len(), cfg.batch_size, true);
     let total_steps = (steps_per_epoch * cfg.epochs) as u64;
-    // shared handles to the weights (cheap clones), so that `st` can be borrowed mutably in the loop
-    let named: Vec<(String, crate::params::Param)> = st
-        .net
-        .params
-        .trainable()
-        .map(|(k, p)| (k.clone(), p.clone()))
-        .collect();
-    let named: Vec<(&str, &crate::params::Param)> =
-        named.iter().map(|(k, p)| (k.as_str(), p)).collect();
+    let named = st.net.params.handles();
     let interleaved = cfg.theta_schedule == ThetaSchedule::Interleaved;
 
     while st.epochs_done < cfg.epochs {

@@ -634,14 +634,7 @@ pub fn train(
 
     let steps_per_epoch = data::batch_count(data.train.len(), cfg.batch_size, true) as u64;
     let total = steps_per_epoch * cfg.epochs as u64;
-    let named: Vec<(String, crate::params::Param)> = st
-        .net
-        .params
-        .trainable()
-        .map(|(k, p)| (k.clone(), p.clone()))
-        .collect();
-    let named: Vec<(&str, &crate::params::Param)> =
-        named.iter().map(|(k, p)| (k.as_str(), p)).collect();
+    let named = st.net.params.handles();
     let head = arch.space.head_out();
     let mut last = (0.0, 0.0);
     while st.epochs_done < cfg.epochs {
