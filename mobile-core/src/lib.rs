@@ -6,15 +6,13 @@
 //! image preprocessing of [`preprocess`] that the host's evaluation shares. The host trainer and the phone
 //! apps both build on it.
 
-pub mod api;
 pub mod arch;
 pub mod device;
 pub mod error;
+/// What the phones call: the uniffi API (Swift, Python) and, on Android, the JNI facade over it.
+pub mod ffi;
 /// Durable atomic file writes (temporary file, sync, rename, sync of the folder).
 pub mod files;
-/// The JNI facade (Android, and the JVM bridge tests on the host); not built for iOS.
-#[cfg(not(target_os = "ios"))]
-pub mod jni_facade;
 pub mod lut;
 /// Timing a graph, the inputs it runs on, and building a network's graph at a dtype.
 pub mod measure;

@@ -16,7 +16,7 @@ use jni::strings::JNIString;
 use jni::sys::{jint, jlong};
 use jni::{Env, EnvUnowned, JavaVM, jni_sig, jni_str};
 
-use crate::api::{
+use super::{
     FbnetError, ModelRunner, ProfileListener, ProfileProgress, ProfileRequest, ProfileResult,
     Profiler, core_version, init_runtime,
 };

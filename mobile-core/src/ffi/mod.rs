@@ -1,7 +1,11 @@
 //! The API the phone apps call: a few exported objects that delegate to the plain-Rust core (profile a
 //! device, load and run an exported model, the runtime), one small public error type, and records that
 //! cross the bridges. uniffi exports it as it is (Swift for iOS, Python for the tests); the JNI facade
-//! ([`crate::jni_facade`]) calls the same functions and moves the records as JSON.
+//! ([`jni`]) calls the same functions and moves the records as JSON.
+
+/// The JNI facade (Android, and the JVM bridge tests on the host); not built for iOS.
+#[cfg(not(target_os = "ios"))]
+pub mod jni;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
