@@ -11,10 +11,9 @@ use fbnet::search::{
     LossForm, Noise, Progress, Relaxation, RunDir, SearchConfig, SearchResult, TargetForm,
     TauAnneal, ThetaSchedule, search,
 };
-use indicatif::ProgressBar;
 
 use super::RunArgs;
-use crate::progress::bar;
+use crate::progress::PhaseBars;
 
 /// The flags' defaults are the library's, so the two cannot drift apart.
 fn defaults() -> SearchConfig {
@@ -174,51 +173,38 @@ pub fn search_with_progress(
     device: &Device,
     cancel: &AtomicBool,
 ) -> anyhow::Result<SearchResult> {
-    let mut current: Option<(usize, &'static str, ProgressBar)> = None;
+    let mut bars = PhaseBars::new(true);
     let mut show = |p: &Progress| {
-        if current
-            .as_ref()
-            .is_none_or(|(e, ph, _)| *e != p.epoch || *ph != p.phase)
-        {
-            if let Some((_, _, b)) = current.take() {
-                b.finish();
-            }
-            let b = bar(p.steps, 0);
-            b.set_prefix(format!("epoch {}/{} {}", p.epoch + 1, p.epochs, p.phase));
-            current = Some((p.epoch, p.phase, b));
+        let b = bars.at(p.epoch, p.phase, p.steps);
+        b.set_prefix(format!("epoch {}/{} {}", p.epoch + 1, p.epochs, p.phase));
+        if p.end_of_epoch {
+            // one line per epoch that stays (also in logs, where bars are hidden)
+            b.suspend(|| {
+                println!(
+                    "epoch {}/{}: θ-split CE {:.3} acc {:.1}%, E[LAT] {:.3} ms, τ {:.2}",
+                    p.epoch + 1,
+                    p.epochs,
+                    p.theta_ce,
+                    100.0 * p.theta_acc,
+                    p.expected_latency_us / 1000.0,
+                    p.tau
+                )
+            });
         }
-        if let Some((_, _, b)) = &current {
-            if p.end_of_epoch {
-                // one line per epoch that stays (also in logs, where bars are hidden)
-                b.suspend(|| {
-                    println!(
-                        "epoch {}/{}: θ-split CE {:.3} acc {:.1}%, E[LAT] {:.3} ms, τ {:.2}",
-                        p.epoch + 1,
-                        p.epochs,
-                        p.theta_ce,
-                        100.0 * p.theta_acc,
-                        p.expected_latency_us / 1000.0,
-                        p.tau
-                    )
-                });
-            }
-            b.set_position(p.step as u64);
-            b.set_message(format!(
-                "epoch {}/{} {:7} CE {:.3} acc {:.1}% E[LAT] {:.3} ms τ {:.2}",
-                p.epoch + 1,
-                p.epochs,
-                p.phase,
-                p.ce,
-                100.0 * p.acc,
-                p.expected_latency_us / 1000.0,
-                p.tau
-            ));
-        }
+        b.set_position(p.step as u64);
+        b.set_message(format!(
+            "epoch {}/{} {:7} CE {:.3} acc {:.1}% E[LAT] {:.3} ms τ {:.2}",
+            p.epoch + 1,
+            p.epochs,
+            p.phase,
+            p.ce,
+            100.0 * p.acc,
+            p.expected_latency_us / 1000.0,
+            p.tau
+        ));
     };
     let result = search(cfg, run, resume, device, &mut show, cancel);
-    if let Some((_, _, b)) = current.take() {
-        b.finish();
-    }
+    bars.end();
     let result = result?;
     fbnet::search_report::write(run)?;
     let decisions: Vec<_> = result

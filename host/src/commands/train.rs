@@ -11,10 +11,9 @@ use fbnet::optim::Schedule;
 use fbnet::runs::RunDir;
 use fbnet::search::SearchConfig;
 use fbnet::train::{TrainConfig, TrainProgress, TrainResult, TrainRun, train};
-use indicatif::ProgressBar;
 
 use super::RunArgs;
-use crate::progress::bar;
+use crate::progress::PhaseBars;
 
 fn defaults() -> TrainConfig {
     TrainConfig::default()
@@ -155,12 +154,10 @@ pub fn train_with_progress(
     device: &Device,
     cancel: &AtomicBool,
 ) -> anyhow::Result<TrainResult> {
-    let mut current: Option<(usize, &'static str, ProgressBar)> = None;
+    let mut bars = PhaseBars::new(false);
     let mut show = |p: &TrainProgress| {
         if p.phase == "done" {
-            if let Some((_, _, b)) = current.take() {
-                b.finish_and_clear();
-            }
+            bars.end();
             println!(
                 "epoch {}/{}: test CE {:.3} top-1 {:.2}%",
                 p.epoch + 1,
@@ -170,35 +167,22 @@ pub fn train_with_progress(
             );
             return;
         }
-        if current
-            .as_ref()
-            .is_none_or(|(e, ph, _)| *e != p.epoch || *ph != p.phase)
-        {
-            if let Some((_, _, b)) = current.take() {
-                b.finish_and_clear();
-            }
-            let b = bar(p.steps, 0);
-            current = Some((p.epoch, p.phase, b));
-        }
-        if let Some((_, _, b)) = &current {
-            b.set_position(p.step as u64);
-            if p.phase == "train" {
-                b.set_message(format!(
-                    "epoch {}/{} train CE {:.3} acc {:.1}%",
-                    p.epoch + 1,
-                    p.epochs,
-                    p.ce,
-                    100.0 * p.acc
-                ));
-            } else {
-                b.set_message(format!("epoch {}/{} testing", p.epoch + 1, p.epochs));
-            }
+        let b = bars.at(p.epoch, p.phase, p.steps);
+        b.set_position(p.step as u64);
+        if p.phase == "train" {
+            b.set_message(format!(
+                "epoch {}/{} train CE {:.3} acc {:.1}%",
+                p.epoch + 1,
+                p.epochs,
+                p.ce,
+                100.0 * p.acc
+            ));
+        } else {
+            b.set_message(format!("epoch {}/{} testing", p.epoch + 1, p.epochs));
         }
     };
     let result = train(cfg, run, resume, device, &mut show, cancel);
-    if let Some((_, _, b)) = current.take() {
-        b.finish_and_clear();
-    }
+    bars.end();
     result
 }
 
