@@ -76,6 +76,18 @@ impl RunDir {
         let dir = self.checkpoint();
         dir.exists() || dir.with_extension("old").exists()
     }
+
+    /// Ends an epoch: its metrics line first, then `save` installs the checkpoint. A kill between the
+    /// two reruns the epoch on resume, and [`truncate_metrics`] keeps its later line; the other order
+    /// could lose the line for good.
+    pub fn end_epoch(
+        &self,
+        metrics: &impl Serialize,
+        save: impl FnOnce() -> Result<()>,
+    ) -> Result<()> {
+        append_line(&self.metrics(), &serde_json::to_string(metrics)?)?;
+        save()
+    }
 }
 
 /// Writes a checkpoint folder: `fill` writes into a fresh folder, whose files are then flushed to disk

@@ -20,7 +20,7 @@ use crate::network::Network;
 use crate::optim::Schedule;
 use crate::optim::Sgd;
 use crate::runs::{
-    RunDir, Tally, append_line, batch_tensors, checkpoint_to_read, correct, finite, read_meta,
+    RunDir, Tally, batch_tensors, checkpoint_to_read, correct, finite, read_meta,
     stop_if_cancelled, truncate_metrics, write_checkpoint,
 };
 use mobile_core::files::write_atomic;
@@ -752,10 +752,7 @@ pub fn train(
             seconds: started.elapsed().as_secs_f64(),
             images_per_second: tally.seen as f64 / train_seconds,
         };
-        // The line before the checkpoint (see `truncate_metrics`): a kill between the two reruns the
-        // epoch and drops its first line, where the other order could lose the line for good.
-        append_line(&dir.metrics(), &serde_json::to_string(&metrics)?)?;
-        st.save(&dir.checkpoint(), &arch)?;
+        dir.end_epoch(&metrics, || st.save(&dir.checkpoint(), &arch))?;
         progress(&TrainProgress {
             epoch,
             epochs: cfg.epochs,

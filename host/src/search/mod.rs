@@ -34,8 +34,8 @@ use crate::network::{Choice, Mix, Network};
 use crate::optim::{Adam, Schedule, Sgd};
 pub use crate::runs::RunDir;
 use crate::runs::{
-    Tally, append_line, batch_tensors, ce_and_correct, checkpoint_to_read, finite, read_meta,
-    stop_if_cancelled, truncate_metrics, write_checkpoint,
+    Tally, batch_tensors, ce_and_correct, checkpoint_to_read, finite, read_meta, stop_if_cancelled,
+    truncate_metrics, write_checkpoint,
 };
 use mobile_core::files::write_atomic;
 
@@ -698,14 +698,13 @@ pub fn search(
             argmax_latency_us: table.latency_of(&winners),
             winners,
         };
-        // The line first: a kill before the checkpoint is installed reruns this epoch, whose line
-        // `truncate_metrics` then drops; the other order could lose the line for good.
-        append_line(&run.metrics(), &serde_json::to_string(&metrics)?)?;
-        st.epochs_done += 1;
-        st.save(
-            &run.checkpoint(),
-            cfg.tau_at(st.epochs_done, st.weight_steps, total_steps),
-        )?;
+        run.end_epoch(&metrics, || {
+            st.epochs_done += 1;
+            st.save(
+                &run.checkpoint(),
+                cfg.tau_at(st.epochs_done, st.weight_steps, total_steps),
+            )
+        })?;
     }
     finish(cfg, run, &lut, &table, &st)
 }
