@@ -12,10 +12,10 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use candle_core::{Device, Tensor};
-use fbnet::latency::gumbel_softmax;
 use fbnet::network::{Mix, Network};
 use fbnet::optim::Sgd;
-use mobile_core::onnx::weights::SplitMix;
+use fbnet::relaxation::gumbel_softmax;
+use mobile_core::rng::SplitMix;
 use mobile_core::{Arch, Space};
 
 /// Peak resident set size of this process in MB (Linux `VmHWM`).

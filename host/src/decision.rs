@@ -20,7 +20,8 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::latency::{LatencyTable, entropy};
+use crate::latency::LatencyTable;
+use crate::relaxation::entropy;
 
 /// How far a layer's most likely candidate leads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

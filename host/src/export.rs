@@ -12,8 +12,9 @@ use candle_core::{Device, Tensor};
 use mobile_core::Arch;
 use mobile_core::lut::Lut;
 use mobile_core::model_meta::{META_FORMAT, ModelMeta, Prediction};
-use mobile_core::onnx::weights::{BatchNorm, SplitMix, WeightSource, fold_bn};
+use mobile_core::onnx::weights::{BatchNorm, WeightSource, fold_bn};
 use mobile_core::onnx::{Dtype, NetworkGraph, arch_graph};
+use mobile_core::rng::SplitMix;
 use mobile_core::runtime::{self, RangeEstimate, SessionConfig};
 use serde::{Deserialize, Serialize};
 

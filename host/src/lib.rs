@@ -10,6 +10,7 @@ pub mod layers;
 pub mod network;
 pub mod optim;
 pub mod params;
+pub mod relaxation;
 pub mod report;
 pub mod runs;
 pub mod search;

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail, ensure};
 use candle_core::{Device, Tensor, Var};
-use mobile_core::onnx::weights::SplitMix;
+use mobile_core::rng::SplitMix;
 
 /// What the optimiser does with a parameter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

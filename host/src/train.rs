@@ -12,7 +12,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use candle_core::{D, Device, Tensor};
 use mobile_core::Arch;
-use mobile_core::onnx::weights::SplitMix;
+use mobile_core::rng::SplitMix;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Augment, LoaderConfig, Source};

@@ -12,7 +12,7 @@ use fbnet::data::{
     batches, estimate_mean_std, eval_split, open, stratified_split,
 };
 use image::{GrayImage, Luma, Rgb, RgbImage};
-use mobile_core::onnx::weights::SplitMix;
+use mobile_core::rng::SplitMix;
 
 /// Red, green and blue of pixel (x, y) of image `k` of class `class` in [`folder`]: all distinct, so a
 /// wrong channel, row, column, image or class shows.

@@ -17,8 +17,8 @@ use fbnet::runs::RunDir;
 use fbnet::train::{TrainConfig, TrainProgress, TrainRun, train};
 use mobile_core::model::Model;
 use mobile_core::model_meta::{ModelMeta, decode_model};
-use mobile_core::onnx::weights::SplitMix;
 use mobile_core::onnx::{Dtype, arch_graph};
+use mobile_core::rng::SplitMix;
 use mobile_core::runtime::{RangeEstimate, SessionConfig, run};
 use mobile_core::{Arch, Block};
 

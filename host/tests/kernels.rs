@@ -8,7 +8,7 @@ use common::{max_abs, max_diff};
 use fbnet::kernels::{
     batch_norm_train, dense_conv, depthwise_conv, pointwise_conv, weighted, weighted_add,
 };
-use mobile_core::onnx::weights::SplitMix;
+use mobile_core::rng::SplitMix;
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     let n: usize = shape.iter().product();

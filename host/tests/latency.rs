@@ -4,10 +4,11 @@
 mod common;
 
 use candle_core::{Device, Tensor, Var};
-use fbnet::latency::{LatencyLoss, LatencyTable, gumbel_softmax};
+use fbnet::latency::{LatencyLoss, LatencyTable};
+use fbnet::relaxation::gumbel_softmax;
 use mobile_core::lut::Lut;
 use mobile_core::onnx::Dtype;
-use mobile_core::onnx::weights::SplitMix;
+use mobile_core::rng::SplitMix;
 use mobile_core::{Space, builtin};
 
 /// A complete fp32 table whose entry for each op is 1 + its MACs in millions (µs), overhead 5 µs.
@@ -191,8 +192,8 @@ fn the_latency_losses_have_the_papers_form_and_gradient() {
 #[test]
 fn the_hard_relaxations_theta_gradient_matches_finite_differences() {
     use candle_nn::ops::softmax;
-    use fbnet::latency::gumbel_hard;
     use fbnet::network::{Choice, Mix, Network};
+    use fbnet::relaxation::gumbel_hard;
 
     let space = common::tiny_space();
     let lut = common::macs_lut(&space);

@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use fbnet::network::{Choice, Mix, Network};
-use mobile_core::onnx::weights::SplitMix;
+use mobile_core::rng::SplitMix;
 use mobile_core::{Arch, BUILTINS, Space};
 
 /// The built-ins at 32 px and 10 classes, so that the whole registry runs in seconds.

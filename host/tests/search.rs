@@ -273,7 +273,7 @@ fn a_search_with_a_latency_target_lands_within_ten_percent_below_it() {
     let space = common::tiny_space();
     let lut_path = write_lut(&space, tmp.path());
     let lut = mobile_core::lut::Lut::load(&lut_path).unwrap();
-    let mut rng = mobile_core::onnx::weights::SplitMix::new(5);
+    let mut rng = mobile_core::rng::SplitMix::new(5);
     let mut lats: Vec<f64> = (0..101)
         .map(|_| {
             let choices = space

@@ -12,8 +12,8 @@ use ort::value::Tensor;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::onnx::weights::SplitMix;
 use crate::onnx::{Dtype, NetworkGraph, Ranges};
+use crate::rng::SplitMix;
 use crate::runtime::{RangeEstimate, SessionConfig, calibrate};
 
 /// How long and how often to time one graph.

@@ -11,8 +11,8 @@ use crate::error::Result;
 use crate::lut::Lut;
 use crate::measure::{Stats, TimingConfig, time_session};
 use crate::measure::{build_at, random_inputs};
-use crate::onnx::weights::SplitMix;
 use crate::onnx::{Dtype, RandomWeights, arch_graph};
+use crate::rng::SplitMix;
 use crate::space::{Block, Space};
 
 /// One network's prediction against its measurement.

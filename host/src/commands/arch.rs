@@ -79,7 +79,7 @@ const WALK_STEPS: usize = 20_000;
 
 fn random(a: RandomArgs) -> anyhow::Result<()> {
     use fbnet::latency::LatencyTable;
-    use mobile_core::onnx::weights::SplitMix;
+    use mobile_core::rng::SplitMix;
     let lut = mobile_core::lut::Lut::load(&a.lut)?;
     let space = lut.space.clone();
     let table = LatencyTable::new(&lut, &space, a.dtype)?;

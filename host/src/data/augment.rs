@@ -4,8 +4,8 @@
 //! sample's augmentation depend only on the seed, the epoch and the sample's position.
 
 use anyhow::{Result, bail, ensure};
-use mobile_core::onnx::weights::SplitMix;
 use mobile_core::preprocess::{Rect, normalize, resample};
+use mobile_core::rng::SplitMix;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 

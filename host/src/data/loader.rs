@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
-use mobile_core::onnx::weights::SplitMix;
+use mobile_core::rng::SplitMix;
 use serde::{Deserialize, Serialize};
 
 use super::{Augment, Source};

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Result, bail, ensure};
-use mobile_core::onnx::weights::SplitMix;
+use mobile_core::rng::SplitMix;
 
 /// One decoded image, planar: the layout of [`Dataset`] and of the network's input. Defined in
 /// mobile-core, so the phone preprocesses with the very type and resize the trainer evaluates with.

@@ -19,7 +19,7 @@ use anyhow::{Context, Result, ensure};
 use candle_core::{D, DType, Device, Tensor, Var};
 use mobile_core::lut::Lut;
 use mobile_core::onnx::Dtype;
-use mobile_core::onnx::weights::SplitMix;
+use mobile_core::rng::SplitMix;
 use mobile_core::{Arch, Block, Space};
 use serde::{Deserialize, Serialize};
 
@@ -29,9 +29,10 @@ pub use config::{LossForm, Noise, Relaxation, SearchConfig, TargetForm, TauAnnea
 
 use crate::data::{self, Augment, Loader, LoaderConfig, Source};
 use crate::decision::{self, Evidence, LayerDecision};
-use crate::latency::{LatencyTable, entropy, gumbel_hard, gumbel_softmax, softmax_tau};
+use crate::latency::LatencyTable;
 use crate::network::{Choice, Mix, Network};
 use crate::optim::{Adam, Schedule, Sgd};
+use crate::relaxation::{entropy, gumbel_hard, gumbel_softmax, softmax_tau};
 pub use crate::runs::RunDir;
 use crate::runs::{
     Tally, batch_tensors, ce_and_correct, checkpoint_to_read, finite, read_meta, stop_if_cancelled,
