@@ -439,6 +439,19 @@ pub extern "system" fn Java_dev_fbnet_core_FbnetNative_bench<'local>(
 }
 
 #[unsafe(no_mangle)]
+pub extern "system" fn Java_dev_fbnet_core_FbnetNative_cancelBench<'local>(
+    mut env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    handle: jlong,
+) {
+    env.with_env(|_| -> Result<()> {
+        lookup(&MODELS, handle, "model")?.cancel();
+        Ok(())
+    })
+    .resolve::<ThrowFbnetException>()
+}
+
+#[unsafe(no_mangle)]
 pub extern "system" fn Java_dev_fbnet_core_FbnetNative_closeModel<'local>(
     mut env: EnvUnowned<'local>,
     _class: JClass<'local>,

@@ -185,6 +185,18 @@ fun main() {
         check(badImage.kind == "invalid_input") { badImage.message!! }
         val noRuns = expectThrows<FbnetException> { FbnetNative.bench(h, 1, 0, null) }
         check(noRuns.kind == "invalid_input") { noRuns.message!! }
+        val tooMany = expectThrows<FbnetException> { FbnetNative.bench(h, 1, 1_000_000, null) }
+        check(tooMany.kind == "invalid_input") { tooMany.message!! }
+        // a long benchmark stops when another thread cancels it
+        var outcome: Throwable? = null
+        val worker = Thread { outcome = runCatching { FbnetNative.bench(h, 0, 100_000, null) }.exceptionOrNull() }
+        worker.start()
+        Thread.sleep(200)
+        FbnetNative.cancelBench(h)
+        worker.join(10_000)
+        check(!worker.isAlive) { "the benchmark did not stop" }
+        val cancelled = outcome as? FbnetException
+        check(cancelled?.kind == "cancelled") { "expected cancelled, got $outcome" }
         FbnetNative.closeModel(h)
     }
 

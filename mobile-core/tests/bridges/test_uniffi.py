@@ -173,6 +173,24 @@ class Models(unittest.TestCase):
                 runner.bench(1, 0, None)
             with self.assertRaises(m.FbnetError):
                 runner.bench(1, 5, os.path.join(d, "no-table.json"))
+            with self.assertRaises(m.FbnetError.InvalidInput):
+                runner.bench(1, 1_000_000, None)
+            # a long benchmark stops when another thread cancels it
+            outcome = {}
+
+            def long_bench():
+                try:
+                    runner.bench(0, 100_000, None)
+                except m.FbnetError as e:
+                    outcome["error"] = e
+
+            worker = threading.Thread(target=long_bench)
+            worker.start()
+            worker.join(0.2)
+            runner.cancel()
+            worker.join(10)
+            self.assertFalse(worker.is_alive(), "the benchmark did not stop")
+            self.assertIsInstance(outcome.get("error"), m.FbnetError.Cancelled)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,9 @@ object FbnetNative {
      */
     @JvmStatic external fun bench(handle: Long, warmup: Int, runs: Int, lutPath: String?): String
 
+    /** Stops a [bench] in flight on another thread after its current run; that call throws `cancelled`. */
+    @JvmStatic external fun cancelBench(handle: Long)
+
     /** Frees the model. */
     @JvmStatic external fun closeModel(handle: Long)
 }
