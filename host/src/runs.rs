@@ -41,20 +41,26 @@ impl RunDir {
             .with_context(|| format!("{}: not a {what} configuration", self.config().display()))
     }
 
-    /// Starts a run: `resume` checks that the folder's configuration is `cfg`; a new run refuses a folder
-    /// that already holds one, then writes the configuration and an empty metrics file.
-    pub fn start<C>(&self, cfg: &C, resume: bool, what: &str) -> Result<()>
-    where
-        C: Serialize + DeserializeOwned + PartialEq,
-    {
-        if resume {
-            anyhow::ensure!(
-                &self.load_config::<C>(what)? == cfg,
-                "{}: the run was started with another configuration; resume it with the same one",
-                self.config().display()
-            );
-            return Ok(());
-        }
+    /// The configuration a resumed run continues with: the folder's own, refusing a `cfg` that is not
+    /// the same run's (`same` compares the two, e.g. with their paths made absolute).
+    pub fn resumed<C: DeserializeOwned>(
+        &self,
+        cfg: &C,
+        what: &str,
+        same: impl Fn(&C, &C) -> bool,
+    ) -> Result<C> {
+        let stored = self.load_config::<C>(what)?;
+        anyhow::ensure!(
+            same(&stored, cfg),
+            "{}: the run was started with another configuration; resume it with the same one",
+            self.config().display()
+        );
+        Ok(stored)
+    }
+
+    /// Starts a new run: refuses a folder that already holds one, then writes the configuration and an
+    /// empty metrics file.
+    pub fn create<C: Serialize>(&self, cfg: &C, what: &str) -> Result<()> {
         if self.result().exists() || self.checkpoint().exists() {
             bail!(
                 "{} already holds a {what} run: pass --resume to continue it, or choose another --out",

@@ -560,26 +560,16 @@ pub fn train(
     // when it is the same run's.
     let absolute = |c: &TrainConfig| TrainConfig {
         data: data::absolute_spec(&c.data),
-        lut: c
-            .lut
-            .as_ref()
-            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+        lut: c.lut.as_ref().map(mobile_core::files::absolute),
         arch: if Path::new(&c.arch).is_file() {
-            std::path::absolute(&c.arch)
-                .map_or_else(|_| c.arch.clone(), |p| p.display().to_string())
+            mobile_core::files::absolute(&c.arch).display().to_string()
         } else {
             c.arch.clone()
         },
         ..c.clone()
     };
     let cfg = &if resume {
-        let stored: TrainConfig = dir.load_config("training")?;
-        ensure!(
-            absolute(&stored) == absolute(cfg) || &stored == cfg,
-            "{}: the run was started with another configuration; resume it with the same one",
-            dir.config().display()
-        );
-        stored
+        dir.resumed(cfg, "training", |a, b| absolute(a) == absolute(b))?
     } else {
         absolute(cfg)
     };
@@ -588,8 +578,8 @@ pub fn train(
     } else {
         resolve_arch(&cfg.arch, cfg.lut.as_deref())?
     };
-    dir.start(cfg, resume, "training")?;
     if !resume {
+        dir.create(cfg, "training")?;
         write_atomic(&run.arch_file(), arch.to_json().as_bytes())?;
     }
     let recorded = if resume && run.data_file().exists() {

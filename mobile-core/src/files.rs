@@ -43,6 +43,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_folder(&dir)
 }
 
+/// `path` made absolute against the current folder (unchanged if that cannot be read): what a run
+/// records, so that it names the same file wherever it is resumed from.
+pub fn absolute(path: impl AsRef<Path>) -> PathBuf {
+    let path = path.as_ref();
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// SHA-256 of a file's bytes, hex: what a run records to notice a file replaced underneath it.
 pub fn sha256(path: &Path) -> Result<String> {
     use sha2::Digest;

@@ -391,12 +391,7 @@ pub fn split_pool(
 /// `spec` with its folder made absolute (against the current folder), so that a run folder's
 /// configuration names the same data wherever the run is resumed from. `fashion-mnist` stays as it is.
 pub fn absolute_spec(spec: &str) -> String {
-    let abs = |p: &str| {
-        std::path::absolute(p)
-            .unwrap_or_else(|_| PathBuf::from(p))
-            .display()
-            .to_string()
-    };
+    let abs = |p: &str| mobile_core::files::absolute(p).display().to_string();
     if spec == "fashion-mnist" {
         spec.to_string()
     } else if let Some(dir) = spec.strip_prefix("fashion-mnist:") {

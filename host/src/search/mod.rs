@@ -543,7 +543,7 @@ fn theta_batch(
 /// changed since the run started.
 fn pinned(cfg: &SearchConfig, run: &RunDir, resume: bool) -> Result<SearchConfig> {
     let absolute = |c: &SearchConfig| SearchConfig {
-        lut: std::path::absolute(&c.lut).unwrap_or_else(|_| c.lut.clone()),
+        lut: mobile_core::files::absolute(&c.lut),
         data: data::absolute_spec(&c.data),
         lut_sha256: None,
         ..c.clone()
@@ -553,12 +553,7 @@ fn pinned(cfg: &SearchConfig, run: &RunDir, resume: bool) -> Result<SearchConfig
         pinned.lut_sha256 = Some(mobile_core::files::sha256(&pinned.lut)?);
         return Ok(pinned);
     }
-    let stored: SearchConfig = run.load_config("search")?;
-    ensure!(
-        absolute(&stored) == absolute(cfg),
-        "{}: the run was started with another configuration; resume it with the same one",
-        run.config().display()
-    );
+    let stored = run.resumed(cfg, "search", |a, b| absolute(a) == absolute(b))?;
     if let Some(hash) = &stored.lut_sha256 {
         let now = mobile_core::files::sha256(&stored.lut)?;
         ensure!(
@@ -591,7 +586,9 @@ pub fn search(
         decision::check_target(&table, t * 1000.0)
             .with_context(|| format!("--target-ms {t} with {}", cfg.lut.display()))?;
     }
-    run.start(cfg, resume, "search")?;
+    if !resume {
+        run.create(cfg, "search")?;
+    }
     let data = prepare_data(cfg, &space)?;
     let mut st = State::new(&space, cfg, device)?;
     if resume {

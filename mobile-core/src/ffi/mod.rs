@@ -200,7 +200,7 @@ struct Writing(PathBuf);
 
 impl Writing {
     fn claim(path: &Path) -> Result<Writing> {
-        let key = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let key = crate::files::absolute(path);
         let mut held = PROFILING.lock().unwrap_or_else(|e| e.into_inner());
         if held.contains(&key) {
             return Err(invalid(format!(
