@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Augment, LoaderConfig, Source};
 use crate::network::Network;
-use crate::optim::Schedule;
-use crate::optim::Sgd;
+use crate::optim::{Schedule, Sgd};
 use crate::runs::{
     RunDir, Tally, batch_tensors, checkpoint_to_read, correct, finite, read_meta,
     stop_if_cancelled, truncate_metrics, write_checkpoint,

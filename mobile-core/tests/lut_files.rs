@@ -4,8 +4,7 @@
 use std::path::Path;
 
 use mobile_core::device::DeviceInfo;
-use mobile_core::lut::Method;
-use mobile_core::lut::{Entry, Lut, NETWORK_OVERHEAD, RuntimeDesc};
+use mobile_core::lut::{Entry, Lut, Method, NETWORK_OVERHEAD, RuntimeDesc};
 use mobile_core::measure::{Stats, TimingConfig};
 use mobile_core::onnx::Dtype;
 use mobile_core::runtime::SessionConfig;

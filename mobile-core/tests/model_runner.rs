@@ -6,10 +6,8 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use mobile_core::device::DeviceInfo;
-use mobile_core::lut::Method;
-use mobile_core::lut::{Entry, Lut, NETWORK_OVERHEAD, RuntimeDesc};
-use mobile_core::measure::random_inputs;
-use mobile_core::measure::{Stats, TimingConfig};
+use mobile_core::lut::{Entry, Lut, Method, NETWORK_OVERHEAD, RuntimeDesc};
+use mobile_core::measure::{Stats, TimingConfig, random_inputs};
 use mobile_core::model::{BenchConfig, Class, Model};
 use mobile_core::model_meta::{META_FORMAT, ModelMeta, Prediction};
 use mobile_core::onnx::{Dtype, RandomWeights, arch_graph};

@@ -3,8 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mobile_core::device::DeviceInfo;
-use mobile_core::lut::Lut;
-use mobile_core::lut::Method;
+use mobile_core::lut::{Lut, Method};
 use mobile_core::measure::TimingConfig;
 use mobile_core::onnx::Dtype;
 use mobile_core::profile::in_network::covering_archs;

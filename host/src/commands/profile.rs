@@ -6,8 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use mobile_core::Error;
 use mobile_core::device::DeviceInfo;
-use mobile_core::lut::Lut;
-use mobile_core::lut::Method;
+use mobile_core::lut::{Lut, Method};
 use mobile_core::measure::TimingConfig;
 use mobile_core::profile::{ProfileConfig, profile};
 use mobile_core::runtime::{self, SessionConfig};

@@ -3,8 +3,7 @@
 
 use candle_core::Tensor;
 use mobile_core::device::DeviceInfo;
-use mobile_core::lut::Method;
-use mobile_core::lut::{Entry, Lut, NETWORK_OVERHEAD, RuntimeDesc};
+use mobile_core::lut::{Entry, Lut, Method, NETWORK_OVERHEAD, RuntimeDesc};
 use mobile_core::measure::{Stats, TimingConfig};
 use mobile_core::onnx::Dtype;
 use mobile_core::runtime::SessionConfig;

@@ -15,8 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::DeviceInfo;
 use crate::error::Error;
-use crate::lut::Lut;
-use crate::lut::Method;
+use crate::lut::{Lut, Method};
 use crate::measure::TimingConfig;
 use crate::model::{BenchConfig, BenchReport, Class, Model};
 use crate::profile::{ProfileConfig, Progress, profile};
