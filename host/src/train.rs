@@ -322,6 +322,7 @@ pub fn prepare_data(
     let (train_source, val_source) = (open(true)?, open(false)?);
     let pool = data::sample(train_source.as_ref(), cfg.max_images, cfg.seed ^ 0x5eed)?;
     let val = data::sample(val_source.as_ref(), cfg.max_val_images, cfg.seed ^ 0x7a1)?;
+    let sampled = pool.len();
     let (held_out, train) = if cfg.val_split > 0.0 {
         data::split_pool(
             train_source.as_ref(),
@@ -334,9 +335,8 @@ pub fn prepare_data(
     };
     ensure!(
         cfg.val_split == 0.0 || !held_out.is_empty(),
-        "--val-split {} of {} training images holds out none: use more images or a larger split",
-        cfg.val_split,
-        train.len()
+        "--val-split {} of {sampled} training images holds out none: use more images or a larger split",
+        cfg.val_split
     );
     ensure!(
         train.len() >= cfg.batch_size,

@@ -50,11 +50,10 @@ pub fn absolute(path: impl AsRef<Path>) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// SHA-256 of a file's bytes, hex: what a run records to notice a file replaced underneath it.
-pub fn sha256(path: &Path) -> Result<String> {
+/// SHA-256 of some bytes, hex: what a run records of a file to notice it replaced underneath it.
+pub fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
-    let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(format!("{:x}", sha2::Sha256::digest(&bytes)))
+    format!("{:x}", sha2::Sha256::digest(bytes))
 }
 
 /// Renames `from` to `to` and flushes the folders involved, so that the rename survives a power loss.

@@ -537,33 +537,38 @@ fn theta_batch(
     Ok(table.expected_us(&st.probs()?))
 }
 
-/// The configuration as the run folder keeps it: the table and data at absolute paths (so the run
-/// resumes from any folder) and the table's hash. A resume takes the folder's own configuration when
-/// `cfg` is the same run's (paths compared after making them absolute), and refuses a table that
-/// changed since the run started.
-fn pinned(cfg: &SearchConfig, run: &RunDir, resume: bool) -> Result<SearchConfig> {
+/// The configuration as the run folder keeps it, and its table: the table and data at absolute paths
+/// (so the run resumes from any folder) and the table's hash, taken from the very bytes the table is
+/// read from. A resume takes the folder's own configuration when `cfg` is the same run's (paths
+/// compared after making them absolute), and refuses a table that changed since the run started.
+fn pinned(cfg: &SearchConfig, run: &RunDir, resume: bool) -> Result<(SearchConfig, Lut)> {
     let absolute = |c: &SearchConfig| SearchConfig {
         lut: mobile_core::files::absolute(&c.lut),
         data: data::absolute_spec(&c.data),
         lut_sha256: None,
         ..c.clone()
     };
-    if !resume {
-        let mut pinned = absolute(cfg);
-        pinned.lut_sha256 = Some(mobile_core::files::sha256(&pinned.lut)?);
-        return Ok(pinned);
-    }
-    let stored = run.resumed(cfg, "search", |a, b| absolute(a) == absolute(b))?;
-    if let Some(hash) = &stored.lut_sha256 {
-        let now = mobile_core::files::sha256(&stored.lut)?;
-        ensure!(
-            &now == hash,
-            "{}: the table changed since the run started (SHA-256 {hash} then, {now} now): a re-profiled \
+    let mut cfg = if resume {
+        run.resumed(cfg, "search", |a, b| absolute(a) == absolute(b))?
+    } else {
+        absolute(cfg)
+    };
+    let text =
+        std::fs::read_to_string(&cfg.lut).map_err(|e| mobile_core::Error::io(&cfg.lut, e))?;
+    let now = mobile_core::files::sha256(text.as_bytes());
+    match &cfg.lut_sha256 {
+        Some(then) => ensure!(
+            &now == then,
+            "{}: the table changed since the run started (SHA-256 {then} then, {now} now): a re-profiled \
              table would give the search other latencies; put the original table back or start a new run",
-            stored.lut.display()
-        );
+            cfg.lut.display()
+        ),
+        // a new run records it; a run folder of an earlier release has none and is not checked
+        None if !resume => cfg.lut_sha256 = Some(now),
+        None => {}
     }
-    Ok(stored)
+    let lut = Lut::from_json(&text, &cfg.lut)?;
+    Ok((cfg, lut))
 }
 
 /// Runs a search into `run` (a new run, or `resume` an interrupted one from its folder). `progress` is
@@ -578,8 +583,8 @@ pub fn search(
     cancel: &AtomicBool,
 ) -> Result<SearchResult> {
     cfg.check()?;
-    let cfg = &pinned(cfg, run, resume)?;
-    let lut = Lut::load(&cfg.lut)?;
+    let (cfg, lut) = pinned(cfg, run, resume)?;
+    let cfg = &cfg;
     let space = lut.space.clone();
     let table = LatencyTable::new(&lut, &space, cfg.dtype)?;
     if let Some(t) = cfg.target_ms {
