@@ -34,9 +34,7 @@ def main():
     for name in generated:
         by_lower.setdefault(name.lower(), set()).add(name)
     app = {p: code(p.read_text()) for p in sources}
-    app_names = set()
-    for text in app.values():
-        app_names.update(IDENT.findall(text))
+    all_app = "\n".join(app.values())
     cases = set(re.findall(r"^\s*case\s+(\w+)", bindings_text.split("enum FbnetError", 1)[1].split("\n}", 1)[0], re.M))
     problems = []
     for path, text in app.items():
@@ -50,7 +48,7 @@ def main():
                 }
                 if spellings and name not in generated:
                     # defined by the app itself in this spelling (a local of its own) is fine
-                    declared = re.search(rf"\b(?:let|var|func|case|enum|struct|class)\s+{name}\b", "\n".join(app.values()))
+                    declared = re.search(rf"\b(?:let|var|func|case|enum|struct|class)\s+{name}\b", all_app)
                     if not declared:
                         problems.append(f"{path}:{n}: `{name}` is not generated; the bindings spell it {sorted(spellings)}")
             for case in re.findall(r"FbnetError\.(\w+)", line):

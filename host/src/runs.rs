@@ -296,17 +296,10 @@ pub fn finite(v: f64, what: &str, epoch: usize, step: usize, run: &RunDir) -> Re
 mod tests {
     use super::*;
 
-    fn folder(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("fbnet-runs-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn truncation_keeps_the_checkpointed_epochs_by_their_field() {
-        let dir = folder("trunc");
-        let path = dir.join("metrics.jsonl");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
         // Epoch 2 ran twice (killed after its line, before its checkpoint), then epoch 3's line was
         // written before a kill: the checkpoint covers 2 epochs.
         let text = "{\"epoch\":1,\"x\":1}\n{\"epoch\":2,\"x\":2}\n{\"epoch\":2,\"x\":3}\n{\"epoch\":3,\"x\":4}\n";
@@ -316,18 +309,17 @@ mod tests {
             fs::read_to_string(&path).unwrap(),
             "{\"epoch\":1,\"x\":1}\n{\"epoch\":2,\"x\":3}\n"
         );
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn truncation_never_turns_a_bad_file_into_an_empty_one() {
-        let dir = folder("trunc-bad");
-        let missing = dir.join("missing.jsonl");
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.jsonl");
         let err = truncate_metrics(&missing, 1).unwrap_err();
         assert!(format!("{err:#}").contains("missing.jsonl"), "{err:#}");
         assert!(!missing.exists());
         truncate_metrics(&missing, 0).unwrap();
-        let bad = dir.join("bad.jsonl");
+        let bad = dir.path().join("bad.jsonl");
         fs::write(&bad, "{\"epoch\":1}\nnot json\n").unwrap();
         let err = truncate_metrics(&bad, 1).unwrap_err();
         assert!(format!("{err:#}").contains("line 2"), "{err:#}");
@@ -335,6 +327,5 @@ mod tests {
             fs::read_to_string(&bad).unwrap(),
             "{\"epoch\":1}\nnot json\n"
         );
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -95,8 +95,8 @@ mod tests {
 
     #[test]
     fn replaces_the_file_and_leaves_no_temporary_behind() {
-        let dir = std::env::temp_dir().join(format!("fbnet-files-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let path = dir.join("sub").join("table.json");
         write_atomic(&path, b"first").unwrap();
         write_atomic(&path, b"second").unwrap();
@@ -107,14 +107,12 @@ mod tests {
         rename_durable(&path, &moved).unwrap();
         assert_eq!(fs::read(&moved).unwrap(), b"second");
         assert!(!path.exists());
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_failed_write_names_the_path_and_keeps_the_old_file() {
-        let dir = std::env::temp_dir().join(format!("fbnet-files-fail-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         // A folder where the file should be: the rename fails, the folder stays as it was.
         let path = dir.join("taken");
         fs::create_dir_all(path.join("inner")).unwrap();
@@ -122,10 +120,9 @@ mod tests {
         assert!(err.contains("taken"), "{err}");
         assert!(path.join("inner").is_dir());
         assert_eq!(
-            fs::read_dir(&dir).unwrap().count(),
+            fs::read_dir(dir).unwrap().count(),
             1,
             "temporary left behind"
         );
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -385,9 +385,8 @@ mod tests {
 
     #[test]
     fn a_cancelled_profiled_run_leaves_no_trace_file() {
-        let dir = std::env::temp_dir().join(format!("fbnet-traces-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let space = crate::Space::fbnet_small().with_variant(Some(16), Some(0.25), Some(10));
         let cfg = ProfileConfig {
             space: space.clone(),
@@ -418,7 +417,6 @@ mod tests {
         assert_eq!(subject.profiled_runs(3).unwrap().len(), 3);
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert!(left.is_empty(), "left behind: {left:?}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
