@@ -78,6 +78,8 @@ struct ModelView: View {
                 row("Measured (trimmed mean)", Format.micros(b.trimmedMeanUs))
                 row("Predicted", Format.micros(b.predictedUs))
                 row("Measured / predicted", Format.ratio(b.measuredOverPredicted))
+                if let pace = b.speedNow { row("Time now / when the table was made", Format.ratio(pace)) }
+                if let now = b.predictedNowUs { row("Predicted at that pace", Format.micros(now)) }
                 row("p10 / p50 / p90", [b.p10Us, b.p50Us, b.p90Us].map { Format.micros($0) }.joined(separator: " / "))
                 row("Min / mean", "\(Format.micros(b.minUs)) / \(Format.micros(b.meanUs))")
                 Text("\(b.runs) runs, \(b.threads) threads, ONNX Runtime \(b.runtime)")

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::rng::SplitMix;
 use crate::space::{Block, LayerSpec, Space};
 
 /// Version of the architecture file format.
@@ -93,6 +94,19 @@ impl Arch {
             space,
             choices,
         })
+    }
+
+    /// A uniformly random architecture of `space` (each layer picks among its allowed candidates).
+    pub fn random(space: &Space, name: &str, rng: &mut SplitMix) -> Result<Arch> {
+        let choices: Vec<Block> = space
+            .layers()
+            .iter()
+            .map(|l| {
+                let c = space.candidates_at(l);
+                c[(rng.next_u64() % c.len() as u64) as usize]
+            })
+            .collect();
+        Arch::new(name, space.clone(), choices)
     }
 
     /// The compact text form, one group per stage.

@@ -24,6 +24,7 @@ pub mod ops;
 /// Decoding images and turning them into a network's input, shared by the host and the phone.
 pub mod preprocess;
 pub mod profile;
+pub mod reference;
 /// The seeded random generator (SplitMix64).
 pub mod rng;
 pub mod runtime;

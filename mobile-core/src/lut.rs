@@ -23,8 +23,12 @@ use crate::ops::Op;
 use crate::runtime::SessionConfig;
 use crate::space::Space;
 
-/// Version of the table format. Readers refuse any other.
-pub const LUT_SCHEMA: u32 = 1;
+/// Version of the table format written. Schema 2 added the speed reference and each covering
+/// network's reference time; readers accept [`READABLE_SCHEMAS`] and refuse any other.
+pub const LUT_SCHEMA: u32 = 2;
+
+/// Schemas this release reads: 1 (no speed reference: its drift cannot be measured) and 2.
+pub const READABLE_SCHEMAS: [u32; 2] = [1, 2];
 
 /// The `op` name of a table's per-network overhead entries.
 pub const NETWORK_OVERHEAD: &str = "network";
@@ -112,6 +116,51 @@ pub struct NetworkRecord {
     pub kernels: usize,
     pub edge: OpRecord,
     pub ops: Vec<OpRecord>,
+    /// The speed reference's time around this network's measurement (the mean of its timings just
+    /// before and just after), µs; 0 in records of schema 1, which are used as measured.
+    #[serde(default)]
+    pub reference_us: f64,
+}
+
+/// One timing of the speed reference.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ReferenceTiming {
+    pub dtype: Dtype,
+    /// When in the profile: `start`, `after cover-3`, `end`.
+    pub at: String,
+    /// Trimmed mean of the reference's runs, µs.
+    pub us: f64,
+}
+
+/// The speed reference of a table: one fixed network of the table's space, timed at the start of a
+/// profile, after every covering network and at the end. The median of its timings is the device's
+/// speed the table stands for; timing it again later says how much faster or slower the device runs
+/// now (see [`crate::reference`]).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SpeedReference {
+    /// The network, in the compact text form of the table's space.
+    pub arch: String,
+    /// Seed of its random weights and input.
+    pub seed: u64,
+    pub timings: Vec<ReferenceTiming>,
+}
+
+impl SpeedReference {
+    /// The reference's time the table stands for at `dtype`: the median of its timings, µs.
+    pub fn baseline(&self, dtype: Dtype) -> Option<f64> {
+        let mut v: Vec<f64> = self
+            .timings
+            .iter()
+            .filter(|t| t.dtype == dtype)
+            .map(|t| t.us)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => None,
+            n if n % 2 == 1 => Some(v[n / 2]),
+            n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+        }
+    }
 }
 
 /// The fitted per-kernel correction of one dtype: `wall = kernel time + β·kernels`.
@@ -166,6 +215,9 @@ pub struct Lut {
     /// table); empty in a finished table.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<NetworkRecord>,
+    /// The speed reference (schema 2); `None` in tables of schema 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<SpeedReference>,
 }
 
 /// UTC now as `YYYY-MM-DDTHH:MM:SSZ` (no date crate needed for one timestamp).
@@ -216,6 +268,7 @@ impl Lut {
             overhead: Vec::new(),
             calibration: Vec::new(),
             pending: Vec::new(),
+            reference: None,
         }
     }
 
@@ -225,12 +278,12 @@ impl Lut {
         let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| Error::bad_file(origin, format!("not JSON: {e}")))?;
         match value.get("schema").and_then(|s| s.as_u64()) {
-            Some(v) if v == u64::from(LUT_SCHEMA) => {}
+            Some(v) if READABLE_SCHEMAS.iter().any(|&r| u64::from(r) == v) => {}
             Some(v) => {
                 return Err(Error::bad_file(
                     origin,
                     format!(
-                        "latency table schema {v} is not supported (this fbnet reads schema {LUT_SCHEMA})"
+                        "latency table schema {v} is not supported (this fbnet reads schemas {READABLE_SCHEMAS:?})"
                     ),
                 ));
             }
@@ -351,6 +404,7 @@ impl Lut {
                     o.samples.len() <= MAX_SAMPLES && o.samples.iter().all(|&v| value_ok(v))
                 });
             let fine = self.dtypes.contains(&r.dtype)
+                && value_ok(r.reference_us)
                 && value_ok(r.wall)
                 && r.wall > 0.0
                 && value_ok(r.kernel_time)
@@ -360,6 +414,28 @@ impl Lut {
                     "pending record of network `{}` ({}) has a dtype the table does not declare or a time out of range",
                     r.network, r.dtype
                 ));
+            }
+        }
+        if let Some(reference) = &self.reference {
+            Arch::parse("reference", &self.space, &reference.arch)
+                .map_err(|e| format!("speed reference: {e}"))?;
+            if reference.timings.len() > MAX_SAMPLES {
+                return Err(format!(
+                    "speed reference: {} timings (at most {MAX_SAMPLES})",
+                    reference.timings.len()
+                ));
+            }
+            for t in &reference.timings {
+                let fine = self.dtypes.contains(&t.dtype)
+                    && t.us.is_finite()
+                    && t.us > 0.0
+                    && t.us <= MAX_LATENCY_US;
+                if !fine {
+                    return Err(format!(
+                        "speed reference timing `{}` ({}) = {} µs: a dtype the table does not declare or a time out of range",
+                        t.at, t.dtype, t.us
+                    ));
+                }
             }
         }
         Ok(())

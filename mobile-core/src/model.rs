@@ -24,6 +24,7 @@ use crate::model_meta::{ModelMeta, decode_model};
 use crate::onnx::Dtype;
 use crate::onnx::proto::ModelProto;
 use crate::preprocess::{Image, decode, model_input};
+use crate::reference::Reference;
 use crate::runtime::{self, SessionConfig};
 
 /// Seed of the benchmark's input: a fixed input makes two benchmarks of one model comparable.
@@ -57,6 +58,10 @@ pub struct Class {
 pub struct BenchConfig {
     pub warmup: usize,
     pub runs: usize,
+    /// Also time the table's speed reference, just before and just after the runs, and report the
+    /// device's pace now against the table's ([`BenchReport::speed_now`]).
+    #[serde(default)]
+    pub time_reference: bool,
 }
 
 impl Default for BenchConfig {
@@ -64,6 +69,7 @@ impl Default for BenchConfig {
         BenchConfig {
             warmup: 10,
             runs: 100,
+            time_reference: false,
         }
     }
 }
@@ -93,6 +99,13 @@ pub struct BenchReport {
     pub predicted_by: Option<String>,
     /// `trimmed_mean_us / predicted_us`: above 1 the device runs slower than the table says.
     pub measured_over_predicted: Option<f64>,
+    /// With [`BenchConfig::time_reference`]: the speed reference's time around the runs over its time
+    /// in the table (1.1: the device takes 10% longer now than when the table was made).
+    #[serde(default)]
+    pub speed_now: Option<f64>,
+    /// `predicted_us · speed_now`: the prediction at the device's pace now.
+    #[serde(default)]
+    pub predicted_now_us: Option<f64>,
 }
 
 impl fmt::Debug for Model {
@@ -256,9 +269,47 @@ impl Model {
         let prediction = self.predicted(table)?;
         let runtime = runtime::init(None)?.version;
         let input = random_inputs(&self.meta.input_shape, 1, BENCH_SEED).remove(0);
+        let mut reference = match (config.time_reference, table) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(Error::invalid(
+                    "the device's pace is measured with a latency table's speed reference: pass the table",
+                ));
+            }
+            (true, Some((lut, name))) => {
+                let record = lut.reference.as_ref().ok_or_else(|| {
+                    Error::bad_file(
+                        name,
+                        "the table has no speed reference (schema 1): profile again to measure the device's pace",
+                    )
+                })?;
+                let baseline = record.baseline(self.meta.dtype).ok_or_else(|| {
+                    Error::bad_file(
+                        name,
+                        format!("the speed reference was not timed at {}", self.meta.dtype),
+                    )
+                })?;
+                let built = Reference::build(
+                    record,
+                    &lut.space,
+                    self.meta.dtype,
+                    self.config,
+                    &lut.timing,
+                )?;
+                Some((built, baseline))
+            }
+        };
+        let reference_time = |r: &mut Option<(Reference, f64)>| -> Result<Option<f64>> {
+            r.as_mut()
+                .map(|(built, baseline)| Ok(built.time(&self.cancel)? / *baseline))
+                .transpose()
+        };
+        let before = reference_time(&mut reference)?;
         let samples = self
             .time_runs(&input, config)
             .map_err(|e| self.runtime_error(e))?;
+        let after = reference_time(&mut reference)?;
+        let speed_now = before.zip(after).map(|(a, b)| (a + b) / 2.0);
         let stats =
             Stats::from_samples(&samples).ok_or_else(|| Error::Runtime("no timed runs".into()))?;
         let min_us = samples.iter().copied().fold(f64::INFINITY, f64::min);
@@ -279,6 +330,8 @@ impl Model {
             predicted_us,
             predicted_by,
             measured_over_predicted: predicted_us.map(|p| stats.trimmed_mean / p),
+            speed_now,
+            predicted_now_us: predicted_us.zip(speed_now).map(|(p, s)| p * s),
         })
     }
 

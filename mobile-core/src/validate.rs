@@ -11,8 +11,10 @@ use crate::error::Result;
 use crate::lut::Lut;
 use crate::measure::{Stats, TimingConfig, build_at, random_inputs, time_session};
 use crate::onnx::{Dtype, RandomWeights, arch_graph};
+use crate::reference::{Reference, SpeedTrack};
 use crate::rng::SplitMix;
-use crate::space::{Block, Space};
+use crate::runtime::SessionConfig;
+use crate::space::Space;
 
 /// One network's prediction against its measurement.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -25,6 +27,15 @@ pub struct Check {
     /// (predicted − measured) / measured.
     pub error: f64,
     pub noisy: bool,
+    /// The device's pace while this network was timed, as the speed reference's time over its time in
+    /// the table (1.2: everything took 20% longer than when the table was made); `None` without a
+    /// reference.
+    #[serde(default)]
+    pub speed: Option<f64>,
+    /// The error with the prediction scaled by that pace: what the table's shape gets wrong once the
+    /// device's drift is taken out by measurement.
+    #[serde(default)]
+    pub corrected_error: Option<f64>,
 }
 
 /// Summary for one dtype.
@@ -44,6 +55,14 @@ pub struct DtypeSummary {
     /// scales networks against each other, which is what a search needs.
     pub within_10pct_relative: f64,
     pub mean_abs_error_relative: f64,
+    /// The speed reference's median time during the validation over its time in the table.
+    #[serde(default)]
+    pub speed_now: Option<f64>,
+    /// The two accuracy figures of [`Check::corrected_error`] (drift corrected by the reference).
+    #[serde(default)]
+    pub within_10pct_corrected: Option<f64>,
+    #[serde(default)]
+    pub mean_abs_error_corrected: Option<f64>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -82,6 +101,9 @@ pub fn summarize(checks: &[Check], dtypes: &[Dtype]) -> Vec<DtypeSummary> {
                 .collect();
             let (within_10pct, mean_abs_error) = accuracy(&errors);
             let (within_10pct_relative, mean_abs_error_relative) = accuracy(&relative);
+            let corrected: Option<Vec<f64>> = mine.iter().map(|c| c.corrected_error).collect();
+            let corrected = corrected.filter(|c| !c.is_empty()).map(|c| accuracy(&c));
+            let speeds: Option<Vec<f64>> = mine.iter().map(|c| c.speed).collect();
             DtypeSummary {
                 dtype,
                 networks: mine.len(),
@@ -91,6 +113,9 @@ pub fn summarize(checks: &[Check], dtypes: &[Dtype]) -> Vec<DtypeSummary> {
                 drift,
                 within_10pct_relative,
                 mean_abs_error_relative,
+                speed_now: speeds.filter(|v| !v.is_empty()).map(median),
+                within_10pct_corrected: corrected.map(|c| c.0),
+                mean_abs_error_corrected: corrected.map(|c| c.1),
             }
         })
         .collect()
@@ -103,22 +128,12 @@ pub struct ValidateReport {
     pub space_hash: String,
     pub device: crate::device::DeviceInfo,
     pub runtime: crate::lut::RuntimeDesc,
+    /// Intra-op threads the networks were timed with (the table's own unless asked otherwise).
+    #[serde(default)]
+    pub threads: usize,
     pub seed: u64,
     pub checks: Vec<Check>,
     pub summary: Vec<DtypeSummary>,
-}
-
-/// A uniformly random architecture of `space` (each layer picks among its allowed candidates).
-pub fn random_arch(space: &Space, name: &str, rng: &mut SplitMix) -> Result<Arch> {
-    let choices: Vec<Block> = space
-        .layers()
-        .iter()
-        .map(|l| {
-            let c = space.candidates_at(l);
-            c[(rng.next_u64() % c.len() as u64) as usize]
-        })
-        .collect();
-    Arch::new(name, space.clone(), choices)
 }
 
 /// The networks a validation times: FBNet-A/B/C placed in the table's space (where their choices are
@@ -130,7 +145,7 @@ pub fn validation_archs(space: &Space, random: usize, seed: u64) -> Result<Vec<A
         .collect();
     let mut rng = SplitMix::new(seed);
     for i in 0..random {
-        archs.push(random_arch(space, &format!("random-{i}"), &mut rng)?);
+        archs.push(Arch::random(space, &format!("random-{i}"), &mut rng)?);
     }
     Ok(archs)
 }
@@ -138,16 +153,24 @@ pub fn validation_archs(space: &Space, random: usize, seed: u64) -> Result<Vec<A
 /// Rounds over all networks in [`validate`]: each network is timed once per round, in a fresh session.
 pub const ROUNDS: usize = 3;
 
-/// Times every network of `archs` at each of the table's dtypes and compares with its prediction.
+/// Networks timed between two timings of the speed reference in [`validate`].
+const REFERENCE_EVERY: usize = 4;
+
+/// Times every network of `archs` at each of the table's dtypes with `session` (normally the table's
+/// own settings) and compares with its prediction.
 ///
 /// The networks are timed in [`ROUNDS`] interleaved rounds (every network once per round, each time in
 /// a fresh session with a share of the runs) and each network's figure is the round whose trimmed mean
 /// is the median: a slow spell of the machine then hits every network a little instead of a few a lot,
-/// and one disturbed round does not decide a result. `on_progress(done, total)` follows the timings.
+/// and one disturbed round does not decide a result. When the table has a speed reference, it is timed
+/// at each dtype before the first network, after every [`REFERENCE_EVERY`] networks and at the end, and
+/// each timing of a network is also set against the reference's pace around it ([`Check::speed`],
+/// [`Check::corrected_error`]). `on_progress(done, total)` follows the timings.
 pub fn validate(
     lut: &Lut,
     archs: &[Arch],
     timing: &TimingConfig,
+    session: SessionConfig,
     seed: u64,
     cancel: &AtomicBool,
     on_progress: &mut dyn FnMut(usize, usize),
@@ -155,7 +178,6 @@ pub fn validate(
     for d in &lut.dtypes {
         lut.require_complete(*d)?;
     }
-    let session = lut.runtime.session;
     let mut cases = Vec::new();
     for arch in archs {
         for &dtype in &lut.dtypes {
@@ -175,22 +197,64 @@ pub fn validate(
             ));
         }
     }
+    let mut references = match &lut.reference {
+        Some(record) => lut
+            .dtypes
+            .iter()
+            .filter(|&&d| record.baseline(d).is_some())
+            .map(|&d| Reference::build(record, &lut.space, d, session, &lut.timing))
+            .collect::<Result<Vec<Reference>>>()?,
+        None => Vec::new(),
+    };
+    let mut track = SpeedTrack::default();
+    let mut time_references = |position: usize, track: &mut SpeedTrack| -> Result<()> {
+        for r in &mut references {
+            track.push(position, r.dtype, r.time(cancel)?);
+        }
+        Ok(())
+    };
     let share = timing.split(ROUNDS);
     let total = cases.len() * ROUNDS;
-    let mut rounds: Vec<Vec<Stats>> = vec![Vec::with_capacity(ROUNDS); cases.len()];
+    let mut rounds: Vec<Vec<(Stats, usize)>> = vec![Vec::with_capacity(ROUNDS); cases.len()];
     for round in 0..ROUNDS {
         for (i, (_, _, _, model, shape, input)) in cases.iter().enumerate() {
+            let position = round * cases.len() + i;
+            if position % REFERENCE_EVERY == 0 {
+                time_references(position, &mut track)?;
+            }
             let mut s = session.session(model)?;
-            rounds[i].push(time_session(&mut s, input, shape, &share, cancel)?);
-            on_progress(round * cases.len() + i + 1, total);
+            rounds[i].push((
+                time_session(&mut s, input, shape, &share, cancel)?,
+                position,
+            ));
+            on_progress(position + 1, total);
         }
     }
+    time_references(total, &mut track)?;
+    let baseline = |d: Dtype| lut.reference.as_ref().and_then(|r| r.baseline(d));
     let checks: Vec<Check> = cases
         .iter()
         .zip(rounds)
-        .map(|((arch, dtype, predicted_us, ..), mut r)| {
-            r.sort_by(|a, b| a.trimmed_mean.total_cmp(&b.trimmed_mean));
-            let stats = r[r.len() / 2];
+        .map(|((arch, dtype, predicted_us, ..), r)| {
+            let mut raw: Vec<Stats> = r.iter().map(|x| x.0).collect();
+            raw.sort_by(|a, b| a.trimmed_mean.total_cmp(&b.trimmed_mean));
+            let stats = raw[raw.len() / 2];
+            // Each round's time at the table's pace, and the median of those.
+            let paced: Option<Vec<(f64, f64)>> = r
+                .iter()
+                .map(|(s, position)| {
+                    let speed = track.around(*position, *dtype)? / baseline(*dtype)?;
+                    Some((s.trimmed_mean / speed, speed))
+                })
+                .collect();
+            let (speed, corrected_error) = match paced {
+                Some(mut p) => {
+                    p.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    let (at_table_pace, speed) = p[p.len() / 2];
+                    (Some(speed), Some(predicted_us / at_table_pace - 1.0))
+                }
+                None => (None, None),
+            };
             Check {
                 arch: arch.name.clone(),
                 text: arch.text(),
@@ -199,6 +263,8 @@ pub fn validate(
                 measured_us: stats.trimmed_mean,
                 error: (predicted_us - stats.trimmed_mean) / stats.trimmed_mean,
                 noisy: stats.spread() > timing.max_spread,
+                speed,
+                corrected_error,
             }
         })
         .collect();
@@ -207,6 +273,7 @@ pub fn validate(
         space_hash: lut.space_hash.clone(),
         device: lut.device.clone(),
         runtime: lut.runtime.clone(),
+        threads: session.threads,
         seed,
         summary: summarize(&checks, &lut.dtypes),
         checks,
@@ -226,6 +293,8 @@ mod tests {
             measured_us,
             error: (predicted_us - measured_us) / measured_us,
             noisy: false,
+            speed: None,
+            corrected_error: None,
         }
     }
 
@@ -244,5 +313,24 @@ mod tests {
         assert!((s.mean_abs_error - (0.2 * 3.0 + 0.375) / 4.0).abs() < 1e-9);
         assert!((s.drift - 1.25).abs() < 1e-9);
         assert_eq!(s.within_10pct_relative, 0.75);
+        // no reference: no corrected figures
+        assert_eq!((s.speed_now, s.within_10pct_corrected), (None, None));
+
+        // the same networks with the reference timed 25% slower around the first three and 30% around
+        // the last: the correction takes the measured pace of each, not one factor for all
+        let paced: Vec<Check> = checks
+            .iter()
+            .zip([1.25, 1.25, 1.25, 1.3])
+            .map(|(c, speed)| Check {
+                speed: Some(speed),
+                corrected_error: Some(c.predicted_us * speed / c.measured_us - 1.0),
+                ..c.clone()
+            })
+            .collect();
+        let s = &summarize(&paced, &[Dtype::Int8])[0];
+        assert_eq!(s.speed_now, Some(1.25));
+        assert_eq!(s.within_10pct_corrected, Some(0.75));
+        let last: f64 = 100.0 * 1.3 / 160.0 - 1.0;
+        assert!((s.mean_abs_error_corrected.unwrap() - last.abs() / 4.0).abs() < 1e-9);
     }
 }

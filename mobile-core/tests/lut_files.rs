@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use mobile_core::device::DeviceInfo;
-use mobile_core::lut::{Entry, Lut, Method, NETWORK_OVERHEAD, RuntimeDesc};
+use mobile_core::lut::{Entry, Lut, Method, NETWORK_OVERHEAD, ReferenceTiming, RuntimeDesc};
 use mobile_core::measure::{Stats, TimingConfig};
 use mobile_core::onnx::Dtype;
 use mobile_core::runtime::SessionConfig;
@@ -88,6 +88,59 @@ fn a_saved_table_loads_and_predicts_by_summing_its_entries() {
     assert!((back.predict(&arch, Dtype::Fp32).unwrap() - expect).abs() < 1e-6);
     // no int8 entries: asking for them is an error, not a zero
     assert!(back.predict(&arch, Dtype::Int8).is_err());
+}
+
+#[test]
+fn tables_of_schema_1_still_load_and_a_speed_reference_is_checked() {
+    let space = Space::fbnet_small();
+    let mut lut = synthetic(space.clone());
+    // schema 1: no reference, no reference times in records
+    let mut old = serde_json::to_value(&lut).unwrap();
+    old["schema"] = 1.into();
+    let dir = tempfile::tempdir().unwrap();
+    let back = Lut::load(&write(dir.path(), "old.json", &old.to_string())).unwrap();
+    assert_eq!((back.schema, back.reference.is_none()), (1, true));
+
+    let mut reference = mobile_core::reference::new_record(&space, 5).unwrap();
+    for (at, us) in [("start", 100.0), ("after cover-0", 130.0), ("end", 110.0)] {
+        reference.timings.push(ReferenceTiming {
+            dtype: Dtype::Fp32,
+            at: at.into(),
+            us,
+        });
+    }
+    lut.reference = Some(reference);
+    let p = dir.path().join("new.json");
+    lut.save(&p).unwrap();
+    let back = Lut::load(&p).unwrap();
+    assert_eq!(back, lut);
+    let r = back.reference.as_ref().unwrap();
+    assert_eq!(r.baseline(Dtype::Fp32), Some(110.0));
+    assert_eq!(r.baseline(Dtype::Int8), None);
+
+    let good = serde_json::to_value(&lut).unwrap();
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = good.clone();
+        f(&mut v);
+        v.to_string()
+    };
+    assert!(
+        refused(&edit(
+            &|v| v["reference"]["timings"][1]["us"] = (-5.0).into()
+        ))
+        .contains("speed reference timing `after cover-0`")
+    );
+    assert!(
+        refused(&edit(
+            &|v| v["reference"]["timings"][0]["dtype"] = "int8".into()
+        ))
+        .contains("does not declare")
+    );
+    assert!(
+        refused(&edit(&|v| v["reference"]["arch"] = "k3_e1 | k3_e1".into()))
+            .contains("speed reference")
+    );
+    assert!(refused(&edit(&|v| v["schema"] = 3.into())).contains("schema 3"));
 }
 
 #[test]

@@ -314,6 +314,7 @@ fn bench_reports_ordered_percentiles_and_predictions() {
     let cfg = BenchConfig {
         warmup: 2,
         runs: 20,
+        time_reference: false,
     };
 
     // from the metadata
@@ -354,6 +355,56 @@ fn bench_reports_ordered_percentiles_and_predictions() {
     assert!(by.contains("table.json") && by.contains("lutphone"), "{by}");
     assert!((r.measured_over_predicted.unwrap() - r.trimmed_mean_us / expected).abs() < 1e-12);
 
+    // with the table's speed reference timed around the runs: the pace is the reference's time now
+    // over its time in the table, and the prediction at that pace is the table's times it
+    let timed = BenchConfig {
+        time_reference: true,
+        ..cfg
+    };
+    let e = err(model.bench(&timed, Some((&lut, "old-table.json"))));
+    assert!(
+        e.contains("old-table.json") && e.contains("speed reference"),
+        "{e}"
+    );
+    assert!(err(model.bench(&timed, None)).contains("pass the table"));
+    let mut with_reference = lut.clone();
+    let mut record = mobile_core::reference::new_record(&lut.space, 1).unwrap();
+    let mut reference = mobile_core::reference::Reference::build(
+        &record,
+        &lut.space,
+        Dtype::Fp32,
+        SessionConfig::default(),
+        &lut.timing,
+    )
+    .unwrap();
+    let now = reference
+        .time(&std::sync::atomic::AtomicBool::new(false))
+        .unwrap();
+    // as if the table had been made on a device twice as fast as this one is now
+    record.timings.push(mobile_core::lut::ReferenceTiming {
+        dtype: Dtype::Fp32,
+        at: "start".into(),
+        us: now / 2.0,
+    });
+    with_reference.reference = Some(record);
+    let r = model
+        .bench(&timed, Some((&with_reference, "table.json")))
+        .unwrap();
+    let speed = r.speed_now.unwrap();
+    assert!((1.0..4.0).contains(&speed), "{speed}");
+    assert!((r.predicted_now_us.unwrap() - expected * speed).abs() < 1e-9);
+    assert!(
+        (r.predicted_us.unwrap() - expected).abs() < 1e-9,
+        "the table's own prediction is kept"
+    );
+    assert_eq!(
+        model
+            .bench(&cfg, Some((&with_reference, "t.json")))
+            .unwrap()
+            .speed_now,
+        None
+    );
+
     // the metadata predicts fp32 only: an int8 model has no prediction, and the fp32 table none either
     let q = write_model(dir.path(), "q.onnx", 3, Dtype::Int8);
     let q = Model::load(&q.path, SessionConfig::default()).unwrap();
@@ -363,16 +414,28 @@ fn bench_reports_ordered_percentiles_and_predictions() {
     let e = err(q.bench(&cfg, Some((&lut, "table.json"))));
     assert!(e.contains("table.json") && e.contains("int8"), "{e}");
 
-    assert!(err(model.bench(&BenchConfig { warmup: 0, runs: 0 }, None)).contains("timed run"));
+    assert!(
+        err(model.bench(
+            &BenchConfig {
+                warmup: 0,
+                runs: 0,
+                time_reference: false,
+            },
+            None
+        ))
+        .contains("timed run")
+    );
     let too_many = BenchConfig {
         warmup: 0,
         runs: mobile_core::model::MAX_BENCH_RUNS + 1,
+        time_reference: false,
     };
     assert!(err(model.bench(&too_many, None)).contains("at most"));
     // a long benchmark stops soon after another thread cancels it, and the model stays usable
     let long = BenchConfig {
         warmup: 0,
         runs: mobile_core::model::MAX_BENCH_RUNS,
+        time_reference: false,
     };
     let started = std::time::Instant::now();
     let result = std::thread::scope(|s| {

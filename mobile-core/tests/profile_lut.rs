@@ -10,7 +10,7 @@ use mobile_core::profile::in_network::covering_archs;
 use mobile_core::profile::{ProfileConfig, profile};
 use mobile_core::rng::SplitMix;
 use mobile_core::runtime::SessionConfig;
-use mobile_core::validate::{random_arch, validate, validation_archs};
+use mobile_core::validate::{validate, validation_archs};
 use mobile_core::{Error, Space};
 
 fn config(method: Method, dtypes: Vec<Dtype>, dir: &std::path::Path) -> ProfileConfig {
@@ -83,6 +83,23 @@ fn in_network_profile_fills_a_table_that_predicts_whole_networks() {
     // the saved file is the returned table
     let back = Lut::load(&out).unwrap();
     assert_eq!(back, lut);
+    // the speed reference was timed at the start, after every covering network and at the end, per dtype
+    let covers = covering_archs(&lut.space).unwrap().len();
+    let reference = lut.reference.as_ref().unwrap();
+    for d in [Dtype::Fp32, Dtype::Int8] {
+        let at: Vec<&str> = reference
+            .timings
+            .iter()
+            .filter(|t| t.dtype == d)
+            .map(|t| t.at.as_str())
+            .collect();
+        assert_eq!(at.first(), Some(&"start"), "{at:?}");
+        assert_eq!(at.last(), Some(&"end"), "{at:?}");
+        for c in 0..covers {
+            assert!(at.contains(&format!("after cover-{c}").as_str()), "{at:?}");
+        }
+        assert!(at.len() <= 2 * covers + 2, "{at:?}");
+    }
 
     // Predictions are sums of entries and track measured whole networks. The machine's speed may
     // drift between profiling and validating (and quick timing is rough), so the bounds are loose: the
@@ -93,6 +110,7 @@ fn in_network_profile_fills_a_table_that_predicts_whole_networks() {
         &lut,
         &archs,
         &TimingConfig::quick(),
+        lut.runtime.session,
         3,
         &AtomicBool::new(false),
         &mut |_, _| {},
@@ -106,6 +124,10 @@ fn in_network_profile_fills_a_table_that_predicts_whole_networks() {
             .all(|c| c.predicted_us > 0.0 && c.measured_us > 0.0)
     );
     for s in &report.summary {
+        // the reference was timed during the validation and every network set against its pace
+        let speed = s.speed_now.unwrap();
+        assert!((1.0 / 1.6..1.6).contains(&speed), "{speed}");
+        assert!(s.mean_abs_error_corrected.unwrap().is_finite());
         assert!(
             (1.0 / 1.6..1.6).contains(&s.drift) && s.mean_abs_error_relative < 0.25,
             "{}: measured/predicted {:.2}, relative mean |error| {:.2}: {:#?}",
@@ -178,7 +200,7 @@ fn a_table_is_refused_for_another_space() {
     assert!(lut.is_err());
 
     let other = Space::fbnet_small();
-    let arch = random_arch(&other, "x", &mut SplitMix::new(1)).unwrap();
+    let arch = mobile_core::Arch::random(&other, "x", &mut SplitMix::new(1)).unwrap();
     let empty = Lut::new(
         cfg.space.clone(),
         vec![Dtype::Fp32],

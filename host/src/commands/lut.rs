@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use mobile_core::lut::Lut;
 use mobile_core::measure::TimingConfig;
 use mobile_core::onnx::Dtype;
-use mobile_core::runtime;
+use mobile_core::runtime::{self, SessionConfig};
 use mobile_core::validate::{ROUNDS, ValidateReport, validate, validation_archs};
 
 use crate::progress::bar;
@@ -43,6 +43,11 @@ pub enum LutCommand {
         /// Shorter timing runs.
         #[arg(long)]
         quick: bool,
+        /// Intra-op threads to time the networks with (default: the table's own). Another count than
+        /// the table's shows how far its predictions carry; with a speed reference, the corrected
+        /// figures then include the speed-up the reference itself gets from the threads.
+        #[arg(long)]
+        threads: Option<usize>,
         /// The ONNX Runtime library (default: ORT_DYLIB_PATH, else the cache).
         #[arg(long)]
         ort: Option<PathBuf>,
@@ -60,6 +65,7 @@ pub fn run(cmd: LutCommand) -> anyhow::Result<()> {
             json,
             out,
             quick,
+            threads,
             ort,
         } => {
             runtime::init(ort.as_deref())?;
@@ -76,10 +82,28 @@ pub fn run(cmd: LutCommand) -> anyhow::Result<()> {
                 archs.len(),
                 table.dtypes.len()
             ));
+            let session = match threads {
+                Some(t) => SessionConfig::clamped(t),
+                None => table.runtime.session,
+            };
+            if session.threads != table.runtime.session.threads {
+                eprintln!(
+                    "note: the table was measured at {} thread(s), these networks run at {}",
+                    table.runtime.session.threads, session.threads
+                );
+            }
             let cancel = AtomicBool::new(false);
-            let report = validate(&table, &archs, &timing, seed, &cancel, &mut |done, _| {
-                pb.set_position(done as u64);
-            })?;
+            let report = validate(
+                &table,
+                &archs,
+                &timing,
+                session,
+                seed,
+                &cancel,
+                &mut |done, _| {
+                    pb.set_position(done as u64);
+                },
+            )?;
             pb.finish_and_clear();
             let text = serde_json::to_string_pretty(&report)?;
             if let Some(path) = &out {
@@ -97,16 +121,26 @@ pub fn run(cmd: LutCommand) -> anyhow::Result<()> {
 
 fn print_report(r: &ValidateReport) {
     println!(
-        "space {} on {} ({} thread(s))",
-        r.space, r.device.cpu, r.runtime.session.threads
+        "space {} on {}: table at {} thread(s), networks timed at {}",
+        r.space, r.device.cpu, r.runtime.session.threads, r.threads
     );
+    let corrected = r.checks.iter().any(|c| c.corrected_error.is_some());
     println!(
-        "{:<12} {:>5} {:>12} {:>12} {:>8}",
-        "network", "dtype", "predicted", "measured", "error"
+        "{:<12} {:>5} {:>12} {:>12} {:>8}{}",
+        "network",
+        "dtype",
+        "predicted",
+        "measured",
+        "error",
+        if corrected { "   pace  corrected" } else { "" }
     );
     for c in &r.checks {
+        let pace = match (c.speed, c.corrected_error) {
+            (Some(s), Some(e)) => format!(" {s:>6.2}x {:>+9.1}%", e * 100.0),
+            _ => String::new(),
+        };
         println!(
-            "{:<12} {:>5} {:>10.0}us {:>10.0}us {:>+7.1}%{}",
+            "{:<12} {:>5} {:>10.0}us {:>10.0}us {:>+7.1}%{pace}{}",
             c.arch,
             c.dtype,
             c.predicted_us,
@@ -117,12 +151,30 @@ fn print_report(r: &ValidateReport) {
     }
     for s in &r.summary {
         println!(
-            "{}: {} networks, {:.0}% within ±10%, mean |error| {:.1}%, max {:.1}%; device now {:.2}x the table's time, relative to that: {:.0}% within ±10%, mean |error| {:.1}%",
+            "{} at {} thread(s), {} networks: raw {:.0}% within ±10%, mean |error| {:.1}% (max {:.1}%)",
             s.dtype,
+            r.threads,
             s.networks,
             s.within_10pct * 100.0,
             s.mean_abs_error * 100.0,
             s.max_abs_error * 100.0,
+        );
+        match (
+            s.speed_now,
+            s.within_10pct_corrected,
+            s.mean_abs_error_corrected,
+        ) {
+            (Some(speed), Some(within), Some(mae)) => println!(
+                "  drift-corrected by the speed reference (the device takes {speed:.2}x the table's time now): {:.0}% within ±10%, mean |error| {:.1}%",
+                within * 100.0,
+                mae * 100.0
+            ),
+            _ => println!(
+                "  no drift correction: the table has no speed reference (schema 1; profile again to get one)"
+            ),
+        }
+        println!(
+            "  against the best constant factor ({:.2}x, the median of measured/predicted): {:.0}% within ±10%, mean |error| {:.1}%",
             s.drift,
             s.within_10pct_relative * 100.0,
             s.mean_abs_error_relative * 100.0
@@ -170,6 +222,33 @@ fn show(lut: &Lut) -> anyhow::Result<()> {
             "{}: per-network overhead {:.1} us",
             e.dtype, e.stats.trimmed_mean
         );
+    }
+    match &lut.reference {
+        Some(r) => {
+            for d in &lut.dtypes {
+                let times: Vec<f64> = r
+                    .timings
+                    .iter()
+                    .filter(|t| t.dtype == *d)
+                    .map(|t| t.us)
+                    .collect();
+                if let Some(base) = r.baseline(*d) {
+                    let (lo, hi) = times
+                        .iter()
+                        .fold((f64::INFINITY, 0.0f64), |(a, b), &v| (a.min(v), b.max(v)));
+                    println!(
+                        "{d}: speed reference {base:.1} us (median of {} timings through the profile, {:.2}x to {:.2}x of it)",
+                        times.len(),
+                        lo / base,
+                        hi / base
+                    );
+                }
+            }
+        }
+        None => println!(
+            "no speed reference (schema {}): its drift cannot be measured",
+            lut.schema
+        ),
     }
     for d in &lut.dtypes {
         let missing = lut.missing(*d).len();

@@ -40,6 +40,10 @@ pub struct BenchArgs {
     pub warmup: usize,
     #[arg(long, default_value_t = BenchConfig::default().runs)]
     pub runs: usize,
+    /// Time the table's speed reference around the runs and also predict at the device's pace now
+    /// (needs --lut with a table of schema 2).
+    #[arg(long, requires = "lut")]
+    pub rescale: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -98,6 +102,13 @@ pub fn print_bench(r: &BenchReport) {
         ),
         _ => println!("  no prediction: the model names no table (pass --lut FILE)"),
     }
+    if let (Some(speed), Some(now)) = (r.speed_now, r.predicted_now_us) {
+        println!(
+            "  the device takes {speed:.2}x the table's time now (its speed reference): predicted at that pace {:.3} ms, measured/predicted {:.2}",
+            now / 1e3,
+            r.trimmed_mean_us / now
+        );
+    }
 }
 
 pub fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
@@ -109,6 +120,7 @@ pub fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
         &BenchConfig {
             warmup: a.warmup,
             runs: a.runs,
+            time_reference: a.rescale,
         },
     )?;
     if a.json {

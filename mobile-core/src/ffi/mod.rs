@@ -388,6 +388,10 @@ pub struct BenchResult {
     pub predicted_us: Option<f64>,
     pub predicted_by: Option<String>,
     pub measured_over_predicted: Option<f64>,
+    /// How much longer the device takes now than when the table was made, by the table's speed
+    /// reference (timed whenever the table has one), and the prediction at that pace.
+    pub speed_now: Option<f64>,
+    pub predicted_now_us: Option<f64>,
 }
 
 impl From<BenchReport> for BenchResult {
@@ -408,6 +412,8 @@ impl From<BenchReport> for BenchResult {
             predicted_us: r.predicted_us,
             predicted_by: r.predicted_by,
             measured_over_predicted: r.measured_over_predicted,
+            speed_now: r.speed_now,
+            predicted_now_us: r.predicted_now_us,
         }
     }
 }
@@ -469,6 +475,7 @@ impl ModelRunner {
             &BenchConfig {
                 warmup: warmup as usize,
                 runs: runs as usize,
+                time_reference: table.as_ref().is_some_and(|t| t.reference.is_some()),
             },
             table.as_ref().map(|t| (t, name.as_str())),
         )?;

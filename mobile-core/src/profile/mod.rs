@@ -22,6 +22,7 @@ use crate::lut::{Entry, Lut, Method, RuntimeDesc};
 use crate::measure::{TimingConfig, build_at, measure};
 use crate::onnx::{Dtype, RandomWeights, op_graph};
 use crate::ops::Op;
+use crate::reference::{Reference, new_record};
 use crate::runtime::{self, SessionConfig};
 use crate::space::Space;
 
@@ -114,6 +115,9 @@ pub fn profile(
                     lut.dtypes.push(*d);
                 }
             }
+            // A schema-1 partial table continues as schema 2: its old records keep no reference
+            // time and are used as measured.
+            lut.schema = crate::lut::LUT_SCHEMA;
             lut
         }
         None => Lut::new(
@@ -156,6 +160,19 @@ pub fn profile(
     };
     match cfg.method {
         Method::Isolated => {
+            // The reference at the start and the end only: its drift is measured, ops are not
+            // rescaled (each is timed on its own, with no network to bracket).
+            let record = lut
+                .reference
+                .get_or_insert(new_record(&cfg.space, cfg.seed)?);
+            let mut references = cfg
+                .dtypes
+                .iter()
+                .map(|&d| Reference::build(record, &cfg.space, d, cfg.session, &cfg.timing))
+                .collect::<Result<Vec<Reference>>>()?;
+            for r in &mut references {
+                r.time_into(&mut lut, "start", cancel)?;
+            }
             for op in cfg.space.unique_ops() {
                 for &dtype in &cfg.dtypes {
                     if lut.get(&op, dtype).is_some() {
@@ -168,6 +185,10 @@ pub fn profile(
                     report(step);
                 }
             }
+            for r in &mut references {
+                r.time_into(&mut lut, "end", cancel)?;
+            }
+            save(&lut)?;
         }
         Method::InNetwork => profile_in_network(cfg, &mut lut, cancel, &mut |lut, step| {
             save(lut)?;

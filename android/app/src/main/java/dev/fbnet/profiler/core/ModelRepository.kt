@@ -118,6 +118,10 @@ data class BenchResult(
     val predictedBy: String?,
     /** Above 1: this phone runs the model slower than the table predicts. */
     val measuredOverPredicted: Double?,
+    /** How much longer the phone takes now than when the table was made (its speed reference). */
+    val speedNow: Double?,
+    /** The prediction at that pace. */
+    val predictedNowUs: Double?,
 ) {
     companion object {
         fun parse(json: String): BenchResult {
@@ -138,6 +142,8 @@ data class BenchResult(
                 predictedUs = o.doubleOrNull("predicted_us"),
                 predictedBy = o.stringOrNull("predicted_by"),
                 measuredOverPredicted = o.doubleOrNull("measured_over_predicted"),
+                speedNow = o.doubleOrNull("speed_now"),
+                predictedNowUs = o.doubleOrNull("predicted_now_us"),
             )
         }
     }

@@ -140,6 +140,8 @@ private fun BenchCard(b: BenchResult) {
             Row2(stringResource(R.string.bench_measured), Format.micros(b.trimmedMeanUs))
             Row2(stringResource(R.string.bench_predicted), b.predictedUs?.let(Format::micros) ?: "—")
             Row2(stringResource(R.string.bench_ratio), Format.ratio(b.measuredOverPredicted))
+            b.speedNow?.let { Row2(stringResource(R.string.bench_pace), Format.ratio(it)) }
+            b.predictedNowUs?.let { Row2(stringResource(R.string.bench_predicted_now), Format.micros(it)) }
             Row2("p10 / p50 / p90", listOf(b.p10Us, b.p50Us, b.p90Us).joinToString(" / ") { Format.micros(it) })
             Row2(stringResource(R.string.bench_min_mean), "${Format.micros(b.minUs)} / ${Format.micros(b.meanUs)}")
             b.predictedBy?.let { Text(it, style = MaterialTheme.typography.bodySmall) }

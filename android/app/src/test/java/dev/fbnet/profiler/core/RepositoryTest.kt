@@ -190,6 +190,14 @@ class RepositoryTest {
     fun aBenchWithoutPredictionParses() {
         val b = BenchResult.parse(BENCH.replace(""""predicted_us": 812.5""", """"predicted_us": null"""))
         assertNull(b.predictedUs)
+        assertNull(b.speedNow) // no speed reference timed
+    }
+
+    @Test
+    fun aBenchAtTheDevicesPaceNowParses() {
+        val b = BenchResult.parse(BENCH.replace("}", """, "speed_now": 1.25, "predicted_now_us": 1015.6}"""))
+        assertEquals(1.25, b.speedNow!!, 0.0)
+        assertEquals(1015.6, b.predictedNowUs!!, 0.0)
     }
 
     private companion object {
