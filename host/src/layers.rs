@@ -16,6 +16,28 @@ use crate::kernels::{
 };
 use crate::params::{Init, Kind, Params};
 
+thread_local! {
+    static FROZEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// While it lives, the candidate blocks' training-mode forwards on this thread take their weights as
+/// constants, so their backward computes the gradients of the input and of θ only. A θ step of the
+/// search updates θ alone: the weight gradients of every candidate (three of the block's five matrix
+/// products) would be computed and thrown away.
+pub struct FrozenWeights(bool);
+
+impl FrozenWeights {
+    pub fn enter() -> FrozenWeights {
+        FrozenWeights(FROZEN.with(|f| f.replace(true)))
+    }
+}
+
+impl Drop for FrozenWeights {
+    fn drop(&mut self) {
+        FROZEN.with(|f| f.set(self.0));
+    }
+}
+
 /// PyTorch's defaults, which the paper's training used.
 pub const BN_EPS: f64 = 1e-5;
 const BN_MOMENTUM: f64 = 0.1;
@@ -295,7 +317,8 @@ impl BlockNet {
     /// Training mode on the CPU: the whole block as one op (`kernels::block`).
     fn forward_fused(&self, x: &Tensor) -> Result<Tensor> {
         let convs: Vec<&ConvBn> = self.pw1.iter().chain([&self.dw, &self.pw2]).collect();
-        let params: Vec<&Tensor> = convs
+        let frozen = FROZEN.with(|f| f.get());
+        let params: Vec<Tensor> = convs
             .iter()
             .flat_map(|c| {
                 [
@@ -304,7 +327,9 @@ impl BlockNet {
                     c.bn.beta.as_tensor(),
                 ]
             })
+            .map(|t| if frozen { t.detach() } else { t.clone() })
             .collect();
+        let params: Vec<&Tensor> = params.iter().collect();
         let (y, stats) = block_train(x, &self.shape, &params, BN_EPS)?;
         for (c, s) in convs.iter().zip(stats) {
             c.bn.record(s)?;

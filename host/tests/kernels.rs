@@ -509,3 +509,50 @@ fn block_gradients_repeat_bit_for_bit() {
         assert!(grads() == first, "a repeated step gave other gradients");
     }
 }
+
+/// With the weights frozen (a θ step of the search), a block's backward gives the input exactly the
+/// gradient it gets otherwise and computes no weight gradient at all.
+#[test]
+fn frozen_weights_give_the_same_input_gradient_and_no_weight_gradient() {
+    use fbnet::layers::{BlockNet, FrozenWeights};
+    use fbnet::params::Params;
+    use mobile_core::Block;
+    let layer = square_layer();
+    for block in [Block::K3E6, Block::K5E1G2, Block::K3E1] {
+        let mut p = Params::new(&Device::Cpu, 7);
+        let net = BlockNet::new(&mut p, "b", block, &layer).unwrap().unwrap();
+        for (i, (name, q)) in p.iter().enumerate() {
+            if name.ends_with("gamma") {
+                q.var.set(&randn(q.var.dims(), 300 + i as u64)).unwrap();
+            }
+        }
+        let x = Var::from_tensor(&randn(&[5, 8, 9, 9], 51)).unwrap();
+        let free = probe(&net.forward(x.as_tensor(), true).unwrap(), 52)
+            .backward()
+            .unwrap();
+        let y = {
+            let _frozen = FrozenWeights::enter();
+            net.forward(x.as_tensor(), true).unwrap()
+        };
+        let frozen = probe(&y, 52).backward().unwrap();
+        let (a, b) = (free.get(&x).unwrap(), frozen.get(&x).unwrap());
+        assert_eq!(
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            "{}: input gradient",
+            block.name()
+        );
+        for (name, q) in p.trainable() {
+            assert!(free.get(&q.var).is_some(), "{name}");
+            assert!(
+                frozen.get(&q.var).is_none(),
+                "{name} got a gradient while frozen"
+            );
+        }
+        // the guard is gone: weights learn again
+        let again = probe(&net.forward(x.as_tensor(), true).unwrap(), 52)
+            .backward()
+            .unwrap();
+        assert!(p.trainable().all(|(_, q)| again.get(&q.var).is_some()));
+    }
+}

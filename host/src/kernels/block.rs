@@ -290,6 +290,8 @@ impl CustomOp2 for FusedBlock {
             a3,
             bn,
         } = saved;
+        // Weights taken as constants (`layers::FrozenWeights`): no weight gradients to compute.
+        let weight_grads = flat.track_op();
         let flat_v: Vec<f32> = flat.to_vec1()?;
         let p = self.params(&flat_v);
         let (n, _, h, w) = x.dims4()?;
@@ -312,7 +314,11 @@ impl CustomOp2 for FusedBlock {
                 false,
             );
             drop(a3);
-            let dw2 = d.pw2.backward_weight(&dy, &h2);
+            let dw2 = if weight_grads {
+                d.pw2.backward_weight(&dy, &h2)
+            } else {
+                Vec::new()
+            };
             drop(h2);
             let mut dh2 = vec![0f32; n * s.mid * d.p1];
             d.pw2.backward_input(&dy, w2, &mut dh2, false);
@@ -330,7 +336,11 @@ impl CustomOp2 for FusedBlock {
             );
             drop(a2);
             let din: &[f32] = if s.expand { &h1 } else { x };
-            let ddw = d.plane.backward_weight_all(din, &dh2, s.mid);
+            let ddw = if weight_grads {
+                d.plane.backward_weight_all(din, &dh2, s.mid)
+            } else {
+                Vec::new()
+            };
             drop(h1);
             let mut dh1 = d.plane.backward_input_all(&dh2, wdw, s.mid);
             drop(dh2);
@@ -348,7 +358,11 @@ impl CustomOp2 for FusedBlock {
                     &bn[0].1,
                     true,
                 );
-                let dw1 = d.pw1.backward_weight(&dh1, x);
+                let dw1 = if weight_grads {
+                    d.pw1.backward_weight(&dh1, x)
+                } else {
+                    Vec::new()
+                };
                 let (mut dx, accumulate) = match dres {
                     Some(r) => (r, true),
                     None => (vec![0f32; x.len()], false),
@@ -365,10 +379,15 @@ impl CustomOp2 for FusedBlock {
             grads.extend([ddw, dg2, db2, dw2, dg3, db3]);
             Ok(dx)
         })??;
-        let dflat: Vec<f32> = grads.concat();
-        Ok((
-            Some(Tensor::from_vec(dx, x.shape(), x.device())?),
-            Some(Tensor::from_vec(dflat, flat.shape(), flat.device())?),
-        ))
+        let dflat = if weight_grads {
+            Some(Tensor::from_vec(
+                grads.concat(),
+                flat.shape(),
+                flat.device(),
+            )?)
+        } else {
+            None
+        };
+        Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), dflat))
     }
 }

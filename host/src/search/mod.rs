@@ -30,6 +30,7 @@ pub use config::{LossForm, Noise, Relaxation, SearchConfig, TargetForm, TauAnnea
 use crate::data::{self, Augment, Loader, LoaderConfig, Source};
 use crate::decision::{self, Evidence, LayerDecision};
 use crate::latency::LatencyTable;
+use crate::layers::FrozenWeights;
 use crate::network::{Choice, Mix, Network};
 use crate::optim::{Adam, Schedule, Sgd};
 use crate::relaxation::{entropy, gumbel_hard, gumbel_softmax, softmax_tau};
@@ -494,7 +495,11 @@ fn theta_batch(
     let (epoch, step, run) = at;
     let batch = batch_tensors(st.cursor.next(data)?, device)?;
     let n = batch.1.dim(0)?;
-    let (ce, v, ok, sampled) = st.batch_ce(cfg, &batch, tau, learn, at)?;
+    // θ's step leaves the weights alone: their gradients are not computed.
+    let (ce, v, ok, sampled) = {
+        let _frozen = FrozenWeights::enter();
+        st.batch_ce(cfg, &batch, tau, learn, at)?
+    };
     if learn {
         // the paper's expected latency of the sampled mixture (eq. 7); for the hard relaxation the
         // expectation under P_θ itself, since its sample is one-hot
