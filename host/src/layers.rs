@@ -24,6 +24,7 @@ thread_local! {
 /// constants, so their backward computes the gradients of the input and of θ only. A θ step of the
 /// search updates θ alone: the weight gradients of every candidate (three of the block's five matrix
 /// products) would be computed and thrown away.
+#[must_use = "the weights are frozen only while the guard lives"]
 pub struct FrozenWeights(bool);
 
 impl FrozenWeights {

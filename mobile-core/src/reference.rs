@@ -90,13 +90,20 @@ impl Reference {
         })
     }
 
-    /// One timing: the trimmed mean of a short run of the reference, µs.
+    /// One timing: the median over [`SESSIONS_PER_TIMING`] fresh sessions of the trimmed mean of a
+    /// short run, µs.
     pub fn time(&mut self, cancel: &AtomicBool) -> Result<f64> {
-        let mut session = self.session_config.session(&self.model)?;
-        Ok(
-            time_session(&mut session, &self.input, &self.shape, &self.timing, cancel)?
-                .trimmed_mean,
-        )
+        let mut times = (0..SESSIONS_PER_TIMING)
+            .map(|_| {
+                let mut session = self.session_config.session(&self.model)?;
+                Ok(
+                    time_session(&mut session, &self.input, &self.shape, &self.timing, cancel)?
+                        .trimmed_mean,
+                )
+            })
+            .collect::<Result<Vec<f64>>>()?;
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
     }
 
     /// Times the reference and records the timing in `lut` under `at`; returns it.

@@ -55,7 +55,7 @@ pub struct DtypeSummary {
     /// scales networks against each other, which is what a search needs.
     pub within_10pct_relative: f64,
     pub mean_abs_error_relative: f64,
-    /// The speed reference's median time during the validation over its time in the table.
+    /// The device's pace during the validation: the median over the networks of [`Check::speed`].
     #[serde(default)]
     pub speed_now: Option<f64>,
     /// The two accuracy figures of [`Check::corrected_error`] (drift corrected by the reference).

@@ -170,7 +170,8 @@ fn print_report(r: &ValidateReport) {
                 mae * 100.0
             ),
             _ => println!(
-                "  no drift correction: the table has no speed reference (schema 1; profile again to get one)"
+                "  no drift correction: the table has no speed reference timed at {} (tables of schema 1 have none; profile again to get one)",
+                s.dtype
             ),
         }
         println!(

@@ -41,7 +41,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = BenchConfig::default().runs)]
     pub runs: usize,
     /// Time the table's speed reference around the runs and also predict at the device's pace now
-    /// (needs --lut with a table of schema 2).
+    /// (needs --lut with a table of schema 2; at other --threads than the table's, the pace includes
+    /// what the threads gain).
     #[arg(long, requires = "lut")]
     pub rescale: bool,
     /// Print JSON.

@@ -294,12 +294,12 @@ pub fn finalize(lut: &mut Lut, dtype: Dtype) -> Result<()> {
     let (records, rest): (Vec<NetworkRecord>, Vec<NetworkRecord>) =
         lut.pending.drain(..).partition(|r| r.dtype == dtype);
     lut.pending = rest;
-    if let Ok(dir) = std::env::var("FBNET_DUMP_RECORDS") {
-        std::fs::write(
-            format!("{dir}/records-{dtype}.json"),
-            serde_json::to_string(&records).unwrap(),
-        )
-        .unwrap();
+    // Timings of the reference at a dtype none of whose records were taken beside it (a schema-1
+    // partial table resumed with every network already measured) describe no entry: dropped.
+    if !records.iter().any(|r| r.reference_us > 0.0)
+        && let Some(reference) = lut.reference.as_mut()
+    {
+        reference.timings.retain(|t| t.dtype != dtype);
     }
     let records = at_reference_speed(lut, dtype, records);
     let refs: Vec<&NetworkRecord> = records.iter().collect();
