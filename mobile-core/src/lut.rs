@@ -148,18 +148,13 @@ pub struct SpeedReference {
 impl SpeedReference {
     /// The reference's time the table stands for at `dtype`: the median of its timings, µs.
     pub fn baseline(&self, dtype: Dtype) -> Option<f64> {
-        let mut v: Vec<f64> = self
-            .timings
-            .iter()
-            .filter(|t| t.dtype == dtype)
-            .map(|t| t.us)
-            .collect();
-        v.sort_by(f64::total_cmp);
-        match v.len() {
-            0 => None,
-            n if n % 2 == 1 => Some(v[n / 2]),
-            n => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
-        }
+        crate::measure::median(
+            self.timings
+                .iter()
+                .filter(|t| t.dtype == dtype)
+                .map(|t| t.us)
+                .collect(),
+        )
     }
 }
 

@@ -21,7 +21,7 @@ use std::sync::atomic::AtomicBool;
 use crate::arch::Arch;
 use crate::error::{Error, Result};
 use crate::lut::{Lut, ReferenceTiming, SpeedReference};
-use crate::measure::{TimingConfig, build_at, random_inputs, time_session};
+use crate::measure::{TimingConfig, build_at, median, random_inputs, time_session};
 use crate::onnx::{Dtype, RandomWeights, arch_graph};
 use crate::rng::SplitMix;
 use crate::runtime::SessionConfig;
@@ -93,7 +93,7 @@ impl Reference {
     /// One timing: the median over [`SESSIONS_PER_TIMING`] fresh sessions of the trimmed mean of a
     /// short run, µs.
     pub fn time(&mut self, cancel: &AtomicBool) -> Result<f64> {
-        let mut times = (0..SESSIONS_PER_TIMING)
+        let times = (0..SESSIONS_PER_TIMING)
             .map(|_| {
                 let mut session = self.session_config.session(&self.model)?;
                 Ok(
@@ -102,8 +102,7 @@ impl Reference {
                 )
             })
             .collect::<Result<Vec<f64>>>()?;
-        times.sort_by(f64::total_cmp);
-        Ok(times[times.len() / 2])
+        median(times).ok_or_else(|| Error::Runtime("the reference was not timed".into()))
     }
 
     /// Times the reference and records the timing in `lut` under `at`; returns it.
@@ -138,11 +137,10 @@ pub fn speed_now(
         return Ok(None);
     };
     let mut reference = Reference::build(record, &lut.space, dtype, session, &lut.timing)?;
-    let mut times = (0..CHECK_TIMINGS)
+    let times = (0..CHECK_TIMINGS)
         .map(|_| reference.time(cancel))
         .collect::<Result<Vec<f64>>>()?;
-    times.sort_by(f64::total_cmp);
-    Ok(Some(times[times.len() / 2] / baseline))
+    Ok(median(times).map(|t| t / baseline))
 }
 
 /// The reference's timings during a sequence of measurements, by position in the sequence, so each

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::arch::{Arch, builtin_in};
 use crate::error::Result;
 use crate::lut::Lut;
-use crate::measure::{Stats, TimingConfig, build_at, random_inputs, time_session};
+use crate::measure::{Stats, TimingConfig, build_at, median, random_inputs, time_session};
 use crate::onnx::{Dtype, RandomWeights, arch_graph};
 use crate::reference::{Reference, SpeedTrack};
 use crate::rng::SplitMix;
@@ -65,13 +65,9 @@ pub struct DtypeSummary {
     pub mean_abs_error_corrected: Option<f64>,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => 1.0,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
+/// The median, 1 (no drift) for no values.
+fn median_or_one(v: Vec<f64>) -> f64 {
+    median(v).unwrap_or(1.0)
 }
 
 /// (fraction within ±10%, mean |error|) of errors.
@@ -90,7 +86,7 @@ pub fn summarize(checks: &[Check], dtypes: &[Dtype]) -> Vec<DtypeSummary> {
         .map(|&dtype| {
             let mine: Vec<&Check> = checks.iter().filter(|c| c.dtype == dtype).collect();
             let errors: Vec<f64> = mine.iter().map(|c| c.error).collect();
-            let drift = median(
+            let drift = median_or_one(
                 mine.iter()
                     .map(|c| c.measured_us / c.predicted_us)
                     .collect(),
@@ -113,7 +109,7 @@ pub fn summarize(checks: &[Check], dtypes: &[Dtype]) -> Vec<DtypeSummary> {
                 drift,
                 within_10pct_relative,
                 mean_abs_error_relative,
-                speed_now: speeds.filter(|v| !v.is_empty()).map(median),
+                speed_now: speeds.and_then(median),
                 within_10pct_corrected: corrected.map(|c| c.0),
                 mean_abs_error_corrected: corrected.map(|c| c.1),
             }

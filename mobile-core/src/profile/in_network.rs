@@ -29,7 +29,7 @@ use super::attribution::{RunBreakdown, breakdown};
 use crate::arch::Arch;
 use crate::error::{Error, Result};
 use crate::lut::{Calibration, Entry, Lut, NETWORK_OVERHEAD, NetworkRecord, OpRecord};
-use crate::measure::{Stats, TimingConfig, build_at, random_inputs, time_session};
+use crate::measure::{Stats, TimingConfig, build_at, median, random_inputs, time_session};
 use crate::onnx::{Dtype, NetworkGraph, RandomWeights, arch_graph};
 use crate::reference::{Reference, new_record};
 use crate::runtime::run;
@@ -229,17 +229,14 @@ pub fn measure_network(
 /// Fits β of `wall = kernel_time + β·kernels` as the median of the networks' `(wall − kernel_time) /
 /// kernels` (a median, so one network measured in a slow spell does not move it).
 pub fn fit(dtype: Dtype, records: &[&NetworkRecord]) -> Calibration {
-    let mut per_kernel: Vec<f64> = records
-        .iter()
-        .filter(|r| r.kernels > 0)
-        .map(|r| (r.wall - r.kernel_time) / r.kernels as f64)
-        .collect();
-    per_kernel.sort_by(f64::total_cmp);
-    let beta = match per_kernel.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => per_kernel[n / 2],
-        n => (per_kernel[n / 2 - 1] + per_kernel[n / 2]) / 2.0,
-    };
+    let beta = median(
+        records
+            .iter()
+            .filter(|r| r.kernels > 0)
+            .map(|r| (r.wall - r.kernel_time) / r.kernels as f64)
+            .collect(),
+    )
+    .unwrap_or(0.0);
     let max_residual = records
         .iter()
         .map(|r| ((r.kernel_time + beta * r.kernels as f64) - r.wall).abs() / r.wall)
