@@ -548,6 +548,51 @@ mod tests {
     }
 
     #[test]
+    fn reference_timings_beside_no_record_are_dropped_at_the_fit() {
+        // a resumed schema-1 table: every fp32 entry measured, one network record without a reference
+        // time; the reference timings taken at fp32 in this run describe no entry, int8's are kept
+        let space = crate::Space::fbnet_small();
+        let mut lut = Lut::new(
+            space.clone(),
+            vec![Dtype::Fp32, Dtype::Int8],
+            crate::device::DeviceInfo::default(),
+            crate::lut::RuntimeDesc::onnxruntime("1", crate::runtime::SessionConfig::default()),
+            TimingConfig::quick(),
+            crate::lut::Method::InNetwork,
+        );
+        let stats = Stats::from_samples(&[10.0, 11.0]).unwrap();
+        for op in space.unique_ops() {
+            lut.entries.push(Entry {
+                op: op.key(),
+                dtype: Dtype::Fp32,
+                stats,
+                noisy: false,
+            });
+        }
+        lut.overhead.push(Entry {
+            op: NETWORK_OVERHEAD.into(),
+            dtype: Dtype::Fp32,
+            stats,
+            noisy: false,
+        });
+        let mut reference = new_record(&space, 1).unwrap();
+        for dtype in [Dtype::Fp32, Dtype::Int8] {
+            reference.timings.push(crate::lut::ReferenceTiming {
+                dtype,
+                at: "resume".into(),
+                us: 100.0,
+            });
+        }
+        lut.reference = Some(reference);
+        lut.pending.push(record(6000.0, 100, 5800.0));
+        finalize(&mut lut, Dtype::Fp32).unwrap();
+        let r = lut.reference.as_ref().unwrap();
+        assert_eq!(r.baseline(Dtype::Fp32), None);
+        assert_eq!(r.baseline(Dtype::Int8), Some(100.0));
+        assert!(lut.pending.is_empty());
+    }
+
+    #[test]
     fn op_latency_follows_the_fit_but_stays_positive() {
         let c = Calibration {
             dtype: Dtype::Fp32,
