@@ -371,7 +371,8 @@ pub fn profile_in_network(
             }
             // The reference before and after the network: when they disagree by more than the timing
             // preset's spread, the device changed pace during it, and the network is measured once
-            // more; the record with the steadier pair is kept.
+            // more; the record with the steadier pair is kept, its ops flagged noisy if that pair
+            // still disagrees.
             let steady = (1.0 + cfg.timing.max_spread).ln();
             let mut measure_between = |before: &mut f64,
                                        lut: &mut Lut|
@@ -383,12 +384,16 @@ pub fn profile_in_network(
                 *before = after;
                 Ok((change, record))
             };
-            let (change, mut record) = measure_between(&mut before, lut)?;
+            let (mut change, mut record) = measure_between(&mut before, lut)?;
             if change > steady {
                 let (again, other) = measure_between(&mut before, lut)?;
                 if again < change {
-                    record = other;
+                    (change, record) = (again, other);
                 }
+            }
+            // Still unsteady after the second try: its ops' entries are flagged noisy.
+            if change > steady {
+                record.ops.iter_mut().for_each(|o| o.noisy = true);
             }
             let step = format!(
                 "{} {dtype}: {:.0} us, {} kernels",
