@@ -62,10 +62,19 @@ fn in_network_profile_fills_a_table_that_predicts_whole_networks() {
     // enough for a quick test.
     cfg.space = Space::fbnet_small().with_variant(Some(28), Some(0.5), Some(10));
     let mut steps = Vec::new();
+    let mut texts = Vec::new();
     let lut = profile(&cfg, None, Some(&out), &AtomicBool::new(false), &mut |p| {
-        steps.push((p.done, p.total))
+        steps.push((p.done, p.total));
+        texts.push(p.step.clone());
     })
     .unwrap();
+    // every covering network's step says the device's pace against the profile's
+    let covered = texts.iter().filter(|t| t.starts_with("cover-")).count();
+    let paced = texts
+        .iter()
+        .filter(|t| t.contains("x the profile's median time"))
+        .count();
+    assert!(covered > 0 && paced == covered, "{texts:?}");
     // progress arrives in order and ends complete
     assert!(steps.windows(2).all(|w| w[0].0 <= w[1].0));
     assert_eq!(steps.last().unwrap().0, steps.last().unwrap().1);

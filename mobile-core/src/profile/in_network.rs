@@ -385,7 +385,8 @@ pub fn profile_in_network(
                 Ok((change, record))
             };
             let (mut change, mut record) = measure_between(&mut before, lut)?;
-            if change > steady {
+            let remeasured = change > steady;
+            if remeasured {
                 let (again, other) = measure_between(&mut before, lut)?;
                 if again < change {
                     (change, record) = (again, other);
@@ -395,8 +396,25 @@ pub fn profile_in_network(
             if change > steady {
                 record.ops.iter_mut().for_each(|o| o.noisy = true);
             }
+            // The step tells the user (the app shows it) how fast the device runs against the
+            // profile so far, and when it changed pace under a measurement.
+            let pace = lut
+                .reference
+                .as_ref()
+                .and_then(|r| r.baseline(dtype))
+                .map_or(String::new(), |b| {
+                    format!(
+                        ", device at {:.2}x the profile's median time",
+                        record.reference_us / b
+                    )
+                });
+            let unsteady = match (remeasured, change > steady) {
+                (_, true) => "; the device changed pace during it twice: flagged noisy",
+                (true, false) => "; measured twice: the device changed pace during the first",
+                (false, false) => "",
+            };
             let step = format!(
-                "{} {dtype}: {:.0} us, {} kernels",
+                "{} {dtype}: {:.0} us, {} kernels{pace}{unsteady}",
                 arch.name, record.wall, record.kernels
             );
             lut.pending.push(record);
