@@ -436,6 +436,11 @@ impl Lut {
         Ok(())
     }
 
+    /// The speed reference's time the table stands for at `dtype`, if it has one timed there.
+    pub fn reference_time(&self, dtype: Dtype) -> Option<f64> {
+        self.reference.as_ref()?.baseline(dtype)
+    }
+
     /// The per-network overhead at `dtype`, if measured.
     pub fn overhead(&self, dtype: Dtype) -> Option<&Entry> {
         self.overhead.iter().find(|e| e.dtype == dtype)

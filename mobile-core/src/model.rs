@@ -24,7 +24,7 @@ use crate::model_meta::{ModelMeta, decode_model};
 use crate::onnx::Dtype;
 use crate::onnx::proto::ModelProto;
 use crate::preprocess::{Image, decode, model_input};
-use crate::reference::Reference;
+use crate::reference::Pace;
 use crate::runtime::{self, SessionConfig};
 
 /// Seed of the benchmark's input: a fixed input makes two benchmarks of one model comparable.
@@ -269,46 +269,30 @@ impl Model {
         let prediction = self.predicted(table)?;
         let runtime = runtime::init(None)?.version;
         let input = random_inputs(&self.meta.input_shape, 1, BENCH_SEED).remove(0);
-        let mut reference = match (config.time_reference, table) {
+        let dtype = self.meta.dtype;
+        let mut pace = match (config.time_reference, table) {
             (false, _) => None,
             (true, None) => {
                 return Err(Error::invalid(
                     "the device's pace is measured with a latency table's speed reference: pass the table",
                 ));
             }
-            (true, Some((lut, name))) => {
-                let record = lut.reference.as_ref().ok_or_else(|| {
-                    Error::bad_file(
-                        name,
-                        "the table has no speed reference (schema 1): profile again to measure the device's pace",
-                    )
-                })?;
-                let baseline = record.baseline(self.meta.dtype).ok_or_else(|| {
-                    Error::bad_file(
-                        name,
-                        format!("the speed reference was not timed at {}", self.meta.dtype),
-                    )
-                })?;
-                let built = Reference::build(
-                    record,
-                    &lut.space,
-                    self.meta.dtype,
-                    self.config,
-                    &lut.timing,
-                )?;
-                Some((built, baseline))
-            }
+            (true, Some((lut, name))) => Some(Pace::of(lut, dtype, self.config)?.ok_or_else(|| {
+                Error::bad_file(
+                    name,
+                    match lut.reference {
+                        None => "the table has no speed reference (schema 1): profile again to measure the device's pace".to_string(),
+                        Some(_) => format!("the speed reference was not timed at {dtype}"),
+                    },
+                )
+            })?),
         };
-        let reference_time = |r: &mut Option<(Reference, f64)>| -> Result<Option<f64>> {
-            r.as_mut()
-                .map(|(built, baseline)| Ok(built.time(&self.cancel)? / *baseline))
-                .transpose()
-        };
-        let before = reference_time(&mut reference)?;
+        let mut pace_now = || pace.as_mut().map(|p| p.now(&self.cancel)).transpose();
+        let before = pace_now()?;
         let samples = self
             .time_runs(&input, config)
             .map_err(|e| self.runtime_error(e))?;
-        let after = reference_time(&mut reference)?;
+        let after = pace_now()?;
         let speed_now = before.zip(after).map(|(a, b)| (a + b) / 2.0);
         let stats =
             Stats::from_samples(&samples).ok_or_else(|| Error::Runtime("no timed runs".into()))?;

@@ -10,7 +10,7 @@
 //!   its speed relative to the median, so the entries stand for one speed (the median's) even when the
 //!   device changed pace in the middle (and a network whose two reference timings disagree is measured
 //!   again);
-//! - `fbnet lut validate`, `fbnet model bench --rescale` and the apps time it again and state the
+//! - `fbnet lut validate`, `fbnet bench --rescale` and the apps time it again and state the
 //!   device's speed now as a ratio to the table's, and predict with that factor when asked.
 //!
 //! The reference is a random architecture of the table's space drawn with a fixed seed, so it runs the
@@ -29,9 +29,6 @@ use crate::space::Space;
 
 /// Seed of the draw that picks the reference architecture of a space.
 const REFERENCE_DRAW: u64 = 0x005e_ed0f_5eed;
-
-/// Timings of the reference in one `speed_now` check (their median is kept).
-const CHECK_TIMINGS: usize = 3;
 
 /// Fresh sessions per timing of the reference (their median is the timing).
 pub const SESSIONS_PER_TIMING: usize = 3;
@@ -121,43 +118,52 @@ impl Reference {
     }
 }
 
-/// How fast the device runs now against the table at `dtype`, as a time ratio (1.2: it takes 20% longer
-/// than when the table was measured), from a few timings of the table's reference with `session`.
-/// `None` when the table has no reference (schema 1) or none at `dtype`.
-pub fn speed_now(
-    lut: &Lut,
-    dtype: Dtype,
-    session: SessionConfig,
-    cancel: &AtomicBool,
-) -> Result<Option<f64>> {
-    let Some(record) = &lut.reference else {
-        return Ok(None);
-    };
-    let Some(baseline) = record.baseline(dtype) else {
-        return Ok(None);
-    };
-    let mut reference = Reference::build(record, &lut.space, dtype, session, &lut.timing)?;
-    let times = (0..CHECK_TIMINGS)
-        .map(|_| reference.time(cancel))
-        .collect::<Result<Vec<f64>>>()?;
-    Ok(median(times).map(|t| t / baseline))
+/// The table's reference built at one dtype, with its time in the table: timing it says how fast the
+/// device runs now against the table.
+pub struct Pace {
+    reference: Reference,
+    table_us: f64,
 }
 
-/// The reference's timings during a sequence of measurements, by position in the sequence, so each
-/// measurement can be set against the device's pace while it ran.
+impl Pace {
+    /// The pace of the device against `lut` at `dtype`, timed with `session`; `None` when the table
+    /// has no reference timed at `dtype` (schema 1, or a dtype measured in a run without one).
+    pub fn of(lut: &Lut, dtype: Dtype, session: SessionConfig) -> Result<Option<Pace>> {
+        let (Some(record), Some(table_us)) = (&lut.reference, lut.reference_time(dtype)) else {
+            return Ok(None);
+        };
+        Ok(Some(Pace {
+            reference: Reference::build(record, &lut.space, dtype, session, &lut.timing)?,
+            table_us,
+        }))
+    }
+
+    pub fn dtype(&self) -> Dtype {
+        self.reference.dtype
+    }
+
+    /// One timing of the reference over its time in the table (1.2: the device takes 20% longer now
+    /// than when the table was made).
+    pub fn now(&mut self, cancel: &AtomicBool) -> Result<f64> {
+        Ok(self.reference.time(cancel)? / self.table_us)
+    }
+}
+
+/// The device's pace ([`Pace::now`]) during a sequence of measurements, by position in the sequence,
+/// so each measurement can be set against the pace while it ran.
 #[derive(Default)]
 pub struct SpeedTrack {
-    /// (position, dtype, µs): a timing taken before the measurement at `position`.
+    /// (position, dtype, pace): a timing taken before the measurement at `position`.
     points: Vec<(usize, Dtype, f64)>,
 }
 
 impl SpeedTrack {
-    pub fn push(&mut self, position: usize, dtype: Dtype, us: f64) {
-        self.points.push((position, dtype, us));
+    pub fn push(&mut self, position: usize, dtype: Dtype, pace: f64) {
+        self.points.push((position, dtype, pace));
     }
 
-    /// The reference's time around the measurement at `position`: the mean of the last timing taken
-    /// before it and the first taken after it (either alone at the ends).
+    /// The pace around the measurement at `position`: the mean of the last timing taken before it and
+    /// the first taken after it (either alone at the ends).
     pub fn around(&self, position: usize, dtype: Dtype) -> Option<f64> {
         let mine = || self.points.iter().filter(|p| p.1 == dtype);
         let before = mine().rfind(|p| p.0 <= position).map(|p| p.2);
@@ -166,15 +172,6 @@ impl SpeedTrack {
             (Some(a), Some(b)) => Some((a + b) / 2.0),
             (a, b) => a.or(b),
         }
-    }
-
-    /// Every timing at `dtype`, in order.
-    pub fn timings(&self, dtype: Dtype) -> Vec<f64> {
-        self.points
-            .iter()
-            .filter(|p| p.1 == dtype)
-            .map(|p| p.2)
-            .collect()
     }
 }
 
@@ -192,7 +189,6 @@ mod tests {
         assert_eq!(t.around(3, Dtype::Fp32), Some(120.0));
         assert_eq!(t.around(4, Dtype::Fp32), Some(140.0));
         assert_eq!(t.around(9, Dtype::Int8), Some(50.0));
-        assert_eq!(t.timings(Dtype::Fp32), vec![100.0, 140.0]);
         assert_eq!(SpeedTrack::default().around(0, Dtype::Fp32), None);
     }
 

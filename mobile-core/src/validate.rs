@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::lut::Lut;
 use crate::measure::{Stats, TimingConfig, build_at, median, random_inputs, time_session};
 use crate::onnx::{Dtype, RandomWeights, arch_graph};
-use crate::reference::{Reference, SpeedTrack};
+use crate::reference::{Pace, SpeedTrack};
 use crate::rng::SplitMix;
 use crate::runtime::SessionConfig;
 use crate::space::Space;
@@ -193,19 +193,15 @@ pub fn validate(
             ));
         }
     }
-    let mut references = match &lut.reference {
-        Some(record) => lut
-            .dtypes
-            .iter()
-            .filter(|&&d| record.baseline(d).is_some())
-            .map(|&d| Reference::build(record, &lut.space, d, session, &lut.timing))
-            .collect::<Result<Vec<Reference>>>()?,
-        None => Vec::new(),
-    };
+    let mut paces = lut
+        .dtypes
+        .iter()
+        .filter_map(|&d| Pace::of(lut, d, session).transpose())
+        .collect::<Result<Vec<Pace>>>()?;
     let mut track = SpeedTrack::default();
     let mut time_references = |position: usize, track: &mut SpeedTrack| -> Result<()> {
-        for r in &mut references {
-            track.push(position, r.dtype, r.time(cancel)?);
+        for p in &mut paces {
+            track.push(position, p.dtype(), p.now(cancel)?);
         }
         Ok(())
     };
@@ -227,7 +223,6 @@ pub fn validate(
         }
     }
     time_references(total, &mut track)?;
-    let baseline = |d: Dtype| lut.reference.as_ref().and_then(|r| r.baseline(d));
     let checks: Vec<Check> = cases
         .iter()
         .zip(rounds)
@@ -239,7 +234,7 @@ pub fn validate(
             let paced: Option<Vec<(f64, f64)>> = r
                 .iter()
                 .map(|(s, position)| {
-                    let speed = track.around(*position, *dtype)? / baseline(*dtype)?;
+                    let speed = track.around(*position, *dtype)?;
                     Some((s.trimmed_mean / speed, speed))
                 })
                 .collect();

@@ -476,12 +476,9 @@ impl ModelRunner {
                 warmup: warmup as usize,
                 runs: runs as usize,
                 // the device's pace, where the table's reference was timed at the model's dtype
-                time_reference: table.as_ref().is_some_and(|t| {
-                    t.reference
-                        .as_ref()
-                        .and_then(|r| r.baseline(self.model.meta().dtype))
-                        .is_some()
-                }),
+                time_reference: table
+                    .as_ref()
+                    .is_some_and(|t| t.reference_time(self.model.meta().dtype).is_some()),
             },
             table.as_ref().map(|t| (t, name.as_str())),
         )?;

@@ -266,7 +266,7 @@ impl Calibration {
 /// around it over the reference's median time at `dtype` (records without a reference time, from a
 /// schema-1 partial table, are kept as measured).
 fn at_reference_speed(lut: &Lut, dtype: Dtype, records: Vec<NetworkRecord>) -> Vec<NetworkRecord> {
-    let Some(baseline) = lut.reference.as_ref().and_then(|r| r.baseline(dtype)) else {
+    let Some(baseline) = lut.reference_time(dtype) else {
         return records;
     };
     records
@@ -351,6 +351,10 @@ pub fn profile_in_network(
     after_step: &mut dyn FnMut(&Lut, String) -> Result<()>,
 ) -> Result<()> {
     let archs = covering_archs(&cfg.space)?;
+    // The reference before and after each network: when they disagree by more than the timing
+    // preset's spread, the device changed pace during it, and the network is measured once more; the
+    // record with the steadier pair is kept, its ops flagged noisy if that pair still disagrees.
+    let steady = (1.0 + cfg.timing.max_spread).ln();
     for &dtype in &cfg.dtypes {
         if lut.require_complete(dtype).is_ok() {
             continue;
@@ -369,11 +373,6 @@ pub fn profile_in_network(
             if measured(lut, dtype, &arch.name) {
                 continue;
             }
-            // The reference before and after the network: when they disagree by more than the timing
-            // preset's spread, the device changed pace during it, and the network is measured once
-            // more; the record with the steadier pair is kept, its ops flagged noisy if that pair
-            // still disagrees.
-            let steady = (1.0 + cfg.timing.max_spread).ln();
             let mut measure_between = |before: &mut f64,
                                        lut: &mut Lut|
              -> Result<(f64, NetworkRecord)> {
@@ -392,29 +391,25 @@ pub fn profile_in_network(
                     (change, record) = (again, other);
                 }
             }
-            // Still unsteady after the second try: its ops' entries are flagged noisy.
-            if change > steady {
+            let unsteady = change > steady;
+            if unsteady {
                 record.ops.iter_mut().for_each(|o| o.noisy = true);
             }
             // The step tells the user (the app shows it) how fast the device runs against the
             // profile so far, and when it changed pace under a measurement.
-            let pace = lut
-                .reference
-                .as_ref()
-                .and_then(|r| r.baseline(dtype))
-                .map_or(String::new(), |b| {
-                    format!(
-                        ", device at {:.2}x the profile's median time",
-                        record.reference_us / b
-                    )
-                });
-            let unsteady = match (remeasured, change > steady) {
+            let pace = lut.reference_time(dtype).map_or(String::new(), |b| {
+                format!(
+                    ", device at {:.2}x the profile's median time",
+                    record.reference_us / b
+                )
+            });
+            let why = match (remeasured, unsteady) {
                 (_, true) => "; the device changed pace during it twice: flagged noisy",
                 (true, false) => "; measured twice: the device changed pace during the first",
                 (false, false) => "",
             };
             let step = format!(
-                "{} {dtype}: {:.0} us, {} kernels{pace}{unsteady}",
+                "{} {dtype}: {:.0} us, {} kernels{pace}{why}",
                 arch.name, record.wall, record.kernels
             );
             lut.pending.push(record);
