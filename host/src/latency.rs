@@ -127,6 +127,17 @@ impl Default for LatencyLoss {
 }
 
 impl LatencyLoss {
+    /// ∂loss/∂CE at a cross-entropy `ce` and expected latency `lat_us` (µs): how much the loss scales
+    /// the cross-entropy's gradient. The joint search divides the weights' gradient by it, so the
+    /// weights learn on the cross-entropy alone while θ learns on the whole loss from one backward.
+    pub fn ce_factor(&self, lat_us: f64) -> f64 {
+        match *self {
+            LatencyLoss::Multiplicative { alpha, beta } => alpha * lat_us.ln().powf(beta),
+            LatencyLoss::Additive { .. } | LatencyLoss::Elastic { .. } => 1.0,
+            LatencyLoss::Mnas { target_us, weight } => (lat_us / target_us).powf(weight),
+        }
+    }
+
     /// The loss from a scalar cross-entropy and a scalar expected latency in µs.
     pub fn combine(&self, ce: &Tensor, lat_us: &Tensor) -> Result<Tensor> {
         Ok(match *self {

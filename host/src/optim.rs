@@ -33,12 +33,29 @@ impl Sgd {
     }
 
     pub fn step(&mut self, params: &[(String, Param)], grads: &GradStore, lr: f64) -> Result<()> {
+        self.step_scaled(params, grads, lr, 1.0)
+    }
+
+    /// A step on the gradients `grads` multiplied by `scale` (before weight decay and momentum): the
+    /// joint search's backward gives the weights the latency-aware loss's gradient, which is the
+    /// cross-entropy's times a factor of the latency; scaling it back keeps their steps those of the
+    /// cross-entropy alone, as in every other schedule.
+    pub fn step_scaled(
+        &mut self,
+        params: &[(String, Param)],
+        grads: &GradStore,
+        lr: f64,
+        scale: f64,
+    ) -> Result<()> {
         for (name, p) in params {
             let Some(g) = grads.get(p.var.as_tensor()) else {
                 continue;
             };
             let w = p.var.as_tensor().detach();
             let mut d = g.detach();
+            if scale != 1.0 {
+                d = d.affine(scale, 0.0)?;
+            }
             if p.kind == Kind::Weight && self.weight_decay > 0.0 {
                 d = (d + w.affine(self.weight_decay, 0.0)?)?;
             }

@@ -356,3 +356,45 @@ fn the_most_likely_architecture_within_a_band_is_the_exhaustive_optimum() {
     assert_eq!(all, fbnet::decision::argmax_each(&probs));
     assert!(most_likely_within(&table, &probs, max + 1.0, max + 2.0).is_none());
 }
+
+/// The joint search scales the weights' gradient back by `ce_factor`: it must be ∂loss/∂CE of every
+/// form, at latencies below, at and above a target.
+#[test]
+fn ce_factor_is_the_losses_derivative_in_the_cross_entropy() {
+    let forms = [
+        LatencyLoss::default(),
+        LatencyLoss::Additive {
+            alpha: 0.01,
+            beta: 0.5,
+        },
+        LatencyLoss::Elastic {
+            target_us: 400.0,
+            weight: 1.0,
+        },
+        LatencyLoss::Mnas {
+            target_us: 400.0,
+            weight: 0.7,
+        },
+    ];
+    for form in forms {
+        for lat_us in [120.0, 400.0, 900.0] {
+            let ce = Var::new(1.7f32, &Device::Cpu).unwrap();
+            let lat = Tensor::new(lat_us as f32, &Device::Cpu).unwrap();
+            let grads = form
+                .combine(ce.as_tensor(), &lat)
+                .unwrap()
+                .backward()
+                .unwrap();
+            let autograd = grads
+                .get(ce.as_tensor())
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap() as f64;
+            let factor = form.ce_factor(lat_us);
+            assert!(
+                (autograd - factor).abs() < 1e-5 * factor.max(1.0),
+                "{form:?} at {lat_us} µs: autograd {autograd}, ce_factor {factor}"
+            );
+        }
+    }
+}

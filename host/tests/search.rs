@@ -64,7 +64,7 @@ fn thetas(r: &fbnet::search::SearchResult) -> Vec<f64> {
 }
 
 /// Cancelled in its second epoch and resumed, a search ends where an uninterrupted one does, for
-/// each way of training θ: interleaved hard (the default), interleaved soft, the paper's phases.
+/// each way of training θ: interleaved hard, interleaved soft (the default), the paper's phases, joint.
 #[test]
 fn an_interrupted_search_resumes_to_the_same_theta_and_leaves_a_complete_run_folder() {
     let tmp = tempfile::tempdir().unwrap();
@@ -73,6 +73,7 @@ fn an_interrupted_search_resumes_to_the_same_theta_and_leaves_a_complete_run_fol
         (Relaxation::Hard, ThetaSchedule::Interleaved, 1),
         (Relaxation::Soft, ThetaSchedule::Interleaved, 2),
         (Relaxation::Soft, ThetaSchedule::Phase, 1),
+        (Relaxation::Soft, ThetaSchedule::Joint, 1),
     ];
     for (k, (relaxation, theta_schedule, theta_every)) in variants.into_iter().enumerate() {
         let cfg = SearchConfig {
@@ -83,6 +84,66 @@ fn an_interrupted_search_resumes_to_the_same_theta_and_leaves_a_complete_run_fol
         };
         resumes_exactly(&cfg, &tmp.path().join(format!("v{k}")));
     }
+}
+
+/// The joint schedule's weights learn on the cross-entropy alone, as in the other schedules, although
+/// its backward is that of the latency-aware loss (the paper's scales CE's gradient by α·log(LAT)^β ≈
+/// 0.4 here): with θ held still (lr 0) it trains the weights as the paper's phases do, step for step (both
+/// draw the same Gumbel noise and evaluate θ's split once per epoch), and θ moves once it may.
+#[test]
+fn the_joint_schedule_trains_the_weights_on_the_cross_entropy_and_theta_from_the_same_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lut = write_lut(&common::tiny_space(), tmp.path());
+    let still = |theta_schedule| SearchConfig {
+        theta_schedule,
+        theta_lr: 0.0,
+        ..config(lut.clone())
+    };
+    run(
+        &still(ThetaSchedule::Phase),
+        &tmp.path().join("phase"),
+        false,
+        None,
+    )
+    .unwrap();
+    let joint = run(
+        &still(ThetaSchedule::Joint),
+        &tmp.path().join("joint"),
+        false,
+        None,
+    )
+    .unwrap();
+    let curve = |dir: &str| -> Vec<(f64, f64)> {
+        read_metrics(&RunDir(tmp.path().join(dir)))
+            .unwrap()
+            .iter()
+            .map(|m| (m.train_ce, m.theta_ce))
+            .collect()
+    };
+    let (p, j) = (curve("phase"), curve("joint"));
+    for (a, b) in p.iter().zip(&j) {
+        assert!(
+            (a.0 - b.0).abs() < 1e-5 && (a.1 - b.1).abs() < 1e-5,
+            "phase (train CE, θ-split CE) {a:?} against joint {b:?}"
+        );
+    }
+    assert!(thetas(&joint).iter().all(|&v| v == 0.0));
+    let moving = run(
+        &SearchConfig {
+            theta_schedule: ThetaSchedule::Joint,
+            ..config(lut.clone())
+        },
+        &tmp.path().join("moving"),
+        false,
+        None,
+    )
+    .unwrap();
+    assert!(thetas(&moving).iter().any(|&v| v.abs() > 1e-3));
+    let m = read_metrics(&RunDir(tmp.path().join("moving"))).unwrap();
+    assert!(
+        m.iter()
+            .all(|m| m.theta_ce.is_finite() && m.theta_acc > 0.0)
+    );
 }
 
 fn resumes_exactly(cfg: &SearchConfig, root: &std::path::Path) {

@@ -28,6 +28,10 @@ pub enum ThetaSchedule {
     Interleaved,
     /// The paper's: a whole epoch of weight batches, then a whole pass over θ's split.
     Phase,
+    /// Single-level, as SNAS trains: θ learns from the weight batches themselves (every `theta_every`-th),
+    /// from the same backward that trains the weights, so every training image informs θ at no extra
+    /// pass; θ's split is held out and only evaluated, once per epoch.
+    Joint,
 }
 
 /// How the temperature τ falls.

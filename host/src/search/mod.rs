@@ -492,7 +492,6 @@ fn theta_batch(
     at: (usize, usize, &RunDir),
     tally: &mut Tally,
 ) -> Result<f64> {
-    let (epoch, step, run) = at;
     let batch = batch_tensors(st.cursor.next(data)?, device)?;
     let n = batch.1.dim(0)?;
     // θ's step leaves the weights alone: their gradients are not computed.
@@ -501,45 +500,69 @@ fn theta_batch(
         st.batch_ce(cfg, &batch, tau, learn, at)?
     };
     if learn {
-        // the paper's expected latency of the sampled mixture (eq. 7); for the hard relaxation the
-        // expectation under P_θ itself, since its sample is one-hot
-        let lat = match &sampled {
-            Sampled::Soft(m) => table.expected(m)?,
-            Sampled::Hard(_) => table.expected(&st.softmax()?)?,
-        };
-        let loss = cfg.latency_loss().combine(&ce, &lat)?;
-        finite(loss.to_scalar::<f32>()? as f64, "loss", epoch, step, run)?;
-        let grads = loss.backward()?;
-        // The cross-entropy part of θ's gradient: the whole loss's, less that of the loss with the
-        // cross-entropy held constant (the latency term's part; no block kernel in that graph).
-        let lat_grads = cfg.latency_loss().combine(&ce.detach(), &lat)?.backward()?;
-        for (i, t) in st.theta.iter().enumerate() {
-            let g = |store: &candle_core::backprop::GradStore| -> Result<Vec<f64>> {
-                Ok(match store.get(t.as_tensor()) {
-                    Some(g) => g
-                        .flatten_all()?
-                        .to_vec1::<f32>()?
-                        .into_iter()
-                        .map(f64::from)
-                        .collect(),
-                    None => vec![0.0; t.elem_count()],
-                })
-            };
-            let (total, latency) = (g(&grads)?, g(&lat_grads)?);
-            let ce_part: Vec<f64> = total.iter().zip(&latency).map(|(a, b)| a - b).collect();
-            st.evidence.total[i].add(&total);
-            st.evidence.ce[i].add(&ce_part);
-        }
-        let params: Vec<(&str, &Var)> = st
-            .theta_names
-            .iter()
-            .map(String::as_str)
-            .zip(st.theta.iter())
-            .collect();
-        st.adam.step(&params, &grads, cfg.theta_lr)?;
+        theta_step(st, cfg, table, &ce, &sampled, at)?;
     }
     tally.add(v, ok, n);
     Ok(table.expected_us(&st.probs()?))
+}
+
+/// A step of Adam on θ from the latency-aware loss of a batch's cross-entropy `ce` (computed through
+/// `sampled`, differentiable in θ), with its gradient tallied as evidence. Returns the backward's
+/// gradients (the weights' too, when they were tracked) and ∂loss/∂CE, the factor by which the loss
+/// scaled the cross-entropy's gradient.
+fn theta_step(
+    st: &mut State,
+    cfg: &SearchConfig,
+    table: &LatencyTable,
+    ce: &Tensor,
+    sampled: &Sampled,
+    (epoch, step, run): (usize, usize, &RunDir),
+) -> Result<(candle_core::backprop::GradStore, f64)> {
+    // the paper's expected latency of the sampled mixture (eq. 7); for the hard relaxation the
+    // expectation under P_θ itself, since its sample is one-hot
+    let lat = match sampled {
+        Sampled::Soft(m) => table.expected(m)?,
+        Sampled::Hard(_) => table.expected(&st.softmax()?)?,
+    };
+    let loss_form = cfg.latency_loss();
+    let loss = loss_form.combine(ce, &lat)?;
+    finite(loss.to_scalar::<f32>()? as f64, "loss", epoch, step, run)?;
+    let grads = loss.backward()?;
+    // The cross-entropy part of θ's gradient: the whole loss's, less that of the loss with the
+    // cross-entropy held constant (the latency term's part; no block kernel in that graph).
+    let lat_grads = loss_form.combine(&ce.detach(), &lat)?.backward()?;
+    for (i, t) in st.theta.iter().enumerate() {
+        let g = |store: &candle_core::backprop::GradStore| -> Result<Vec<f64>> {
+            Ok(match store.get(t.as_tensor()) {
+                Some(g) => g
+                    .flatten_all()?
+                    .to_vec1::<f32>()?
+                    .into_iter()
+                    .map(f64::from)
+                    .collect(),
+                None => vec![0.0; t.elem_count()],
+            })
+        };
+        let (total, latency) = (g(&grads)?, g(&lat_grads)?);
+        let ce_part: Vec<f64> = total.iter().zip(&latency).map(|(a, b)| a - b).collect();
+        st.evidence.total[i].add(&total);
+        st.evidence.ce[i].add(&ce_part);
+    }
+    let params: Vec<(&str, &Var)> = st
+        .theta_names
+        .iter()
+        .map(String::as_str)
+        .zip(st.theta.iter())
+        .collect();
+    st.adam.step(&params, &grads, cfg.theta_lr)?;
+    let factor = loss_form.ce_factor(lat.to_scalar::<f32>()? as f64);
+    ensure!(
+        factor.is_finite() && factor > 0.0,
+        "epoch {}, step {step}: the loss's factor on the cross-entropy is {factor} (expected latency {} µs)",
+        epoch + 1,
+        lat.to_scalar::<f32>()?
+    );
+    Ok((grads, factor))
 }
 
 /// The configuration as the run folder keeps it, and its table: the table and data at absolute paths
@@ -613,6 +636,7 @@ pub fn search(
     let total_steps = (steps_per_epoch * cfg.epochs) as u64;
     let named = st.net.params.handles();
     let interleaved = cfg.theta_schedule == ThetaSchedule::Interleaved;
+    let joint = cfg.theta_schedule == ThetaSchedule::Joint;
 
     while st.epochs_done < cfg.epochs {
         let epoch = st.epochs_done;
@@ -628,15 +652,27 @@ pub fn search(
             epoch as u64,
         )?;
         let steps = loader.len();
-        let phase = if interleaved { "search" } else { "weights" };
+        let phase = match cfg.theta_schedule {
+            ThetaSchedule::Phase => "weights",
+            ThetaSchedule::Interleaved | ThetaSchedule::Joint => "search",
+        };
         for (step, batch) in loader.enumerate() {
             stop_if_cancelled(cancel, epoch, run)?;
             let batch = batch_tensors(batch?, device)?;
             lr = Schedule::Cosine.lr(cfg.lr, epoch, st.weight_steps, total_steps);
             tau = cfg.tau_at(epoch, st.weight_steps, total_steps);
-            let (ce, v, ok, _) = st.batch_ce(cfg, &batch, tau, false, (epoch, step, run))?;
-            let grads = ce.backward()?;
-            st.sgd.step(&named, &grads, lr)?;
+            let at = (epoch, step, run);
+            let learn = joint && theta_on && (step + 1) % cfg.theta_every == 0;
+            let (ce, v, ok, sampled) = st.batch_ce(cfg, &batch, tau, learn, at)?;
+            if learn {
+                // one backward trains both: θ on the whole loss, the weights on its cross-entropy part
+                let (grads, factor) = theta_step(&mut st, cfg, &table, &ce, &sampled, at)?;
+                st.sgd.step_scaled(&named, &grads, lr, 1.0 / factor)?;
+                lat_now = table.expected_us(&st.probs()?);
+            } else {
+                let grads = ce.backward()?;
+                st.sgd.step(&named, &grads, lr)?;
+            }
             st.weight_steps += 1;
             train.add(v, ok, batch.1.dim(0)?);
             if interleaved && (step + 1) % cfg.theta_every == 0 {
@@ -661,17 +697,19 @@ pub fn search(
             });
         }
         if !interleaved {
-            // the paper's phase: one pass over θ's split (while frozen, only evaluated)
+            // the paper's phase: one pass over θ's split (while frozen, only evaluated); the joint
+            // schedule's held-out evaluation of the super net
+            let learn = theta_on && !joint;
             for step in 0..theta_per_pass {
                 stop_if_cancelled(cancel, epoch, run)?;
                 let at = (epoch, step, run);
                 lat_now = theta_batch(
-                    &mut st, cfg, &data, &table, tau, theta_on, device, at, &mut theta,
+                    &mut st, cfg, &data, &table, tau, learn, device, at, &mut theta,
                 )?;
                 progress(&Progress {
                     epoch,
                     epochs: cfg.epochs,
-                    phase: "theta",
+                    phase: if joint { "held-out" } else { "theta" },
                     step: step + 1,
                     steps: theta_per_pass,
                     ce: theta.ce(),
