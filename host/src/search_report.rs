@@ -8,8 +8,29 @@ use mobile_core::lut::Lut;
 
 use crate::report::charts::{Panel, line_charts_svg};
 use crate::report::{LayerProbs, arch_svg, heatmap_svg, layer_label, markdown_table};
-use crate::search::{Candidate, EpochMetrics, RunDir, SearchConfig, read_metrics, read_result};
+use crate::search::{
+    Candidate, EpochMetrics, RunDir, SearchConfig, ThetaSchedule, read_metrics, read_result,
+};
 use mobile_core::files::write_atomic;
+
+/// Points of accuracy by which the super net may fit its training batches better than θ's held-out
+/// split before the joint schedule's θ is suspected of following memorisation rather than accuracy.
+const FIT_GAP: f64 = 0.05;
+
+/// A warning when the joint schedule's θ learned on images the weights fit much better than held-out
+/// ones (its last epoch's training accuracy more than `FIT_GAP` above θ's split): single-level search
+/// then favours candidates that memorise, which is why DARTS and the paper learn θ on held-out images.
+pub fn fit_gap_warning(cfg: &SearchConfig, metrics: &[EpochMetrics]) -> Option<String> {
+    let last = metrics.last()?;
+    let gap = last.train_acc - last.theta_acc;
+    (cfg.theta_schedule == ThetaSchedule::Joint && last.theta_trained && gap > FIT_GAP).then(|| {
+        format!(
+            "the super net fits its training images better than held-out ones (last epoch {:.1}%              against {:.1}% on θ's split) and θ learned on the training images (joint schedule): it may              prefer candidates that memorise; `--theta-schedule interleaved` learns θ on the held-out              images",
+            100.0 * last.train_acc,
+            100.0 * last.theta_acc
+        )
+    })
+}
 
 fn latency_cells(c: &Candidate) -> String {
     c.latency_us
@@ -137,7 +158,7 @@ pub fn write(run: &RunDir) -> Result<()> {
     );
     md += &format!(
         "Data `{}`{}, batch {}, {} epochs (θ frozen for {}), θ {:?} (every {} weight batches when \
-         interleaved) at Adam lr {}, {:?} relaxation, Gumbel noise per {:?}, τ {} → {} ({:?}), {}, seed {}.\n\n",
+         interleaved or joint) at Adam lr {}, {:?} relaxation, Gumbel noise per {:?}, τ {} → {} ({:?}), {}, seed {}.\n\n",
         cfg.data,
         cfg.max_images
             .map(|m| format!(" (at most {m} images)"))
@@ -193,6 +214,13 @@ pub fn write(run: &RunDir) -> Result<()> {
         ],
         &rows,
     );
+    if cfg.theta_schedule == ThetaSchedule::Joint {
+        md += "\nθ learned from the weights' own batches (joint schedule); θ's split was held out and \
+               only evaluated, at the end of each epoch.\n";
+    }
+    if let Some(w) = fit_gap_warning(&cfg, &metrics) {
+        md += &format!("\n**Warning**: {w}.\n");
+    }
     md += "\n![per-epoch curves](curves.svg)\n";
     md += &decisions(&result, &metrics);
     md += "\n## Result\n\n![P_θ per layer](heatmap.svg)\n\n![the architecture to train](arch.svg)\n\n";
@@ -323,4 +351,37 @@ fn decisions(result: &crate::search::SearchResult, metrics: &[EpochMetrics]) -> 
         ],
         &rows,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch(train_acc: f64, theta_acc: f64, theta_trained: bool) -> EpochMetrics {
+        serde_json::from_value(serde_json::json!({
+            "epoch": 3, "tau": 2.0, "lr": 0.01, "theta_trained": theta_trained,
+            "train_ce": 1.0, "train_acc": train_acc, "theta_ce": 1.2, "theta_acc": theta_acc,
+            "expected_latency_us": 300.0, "entropy": 2.0, "seconds": 10.0, "images_per_second": 50.0
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_joint_schedule_warns_when_the_super_net_fits_its_training_images_better() {
+        let joint = SearchConfig {
+            theta_schedule: ThetaSchedule::Joint,
+            ..SearchConfig::default()
+        };
+        let interleaved = SearchConfig {
+            theta_schedule: ThetaSchedule::Interleaved,
+            ..joint.clone()
+        };
+        let w = fit_gap_warning(&joint, &[epoch(0.9, 0.7, true)]).unwrap();
+        assert!(w.contains("90.0%") && w.contains("70.0%"), "{w}");
+        // within the gap, θ learning elsewhere, or θ not learning at all: nothing to warn about
+        assert!(fit_gap_warning(&joint, &[epoch(0.74, 0.7, true)]).is_none());
+        assert!(fit_gap_warning(&interleaved, &[epoch(0.9, 0.7, true)]).is_none());
+        assert!(fit_gap_warning(&joint, &[epoch(0.9, 0.7, false)]).is_none());
+        assert!(fit_gap_warning(&joint, &[]).is_none());
+    }
 }

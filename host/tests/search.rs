@@ -64,7 +64,7 @@ fn thetas(r: &fbnet::search::SearchResult) -> Vec<f64> {
 }
 
 /// Cancelled in its second epoch and resumed, a search ends where an uninterrupted one does, for
-/// each way of training θ: interleaved hard, interleaved soft (the default), the paper's phases, joint.
+/// each way of training θ: interleaved hard, interleaved soft, the paper's phases, joint soft (the default).
 #[test]
 fn an_interrupted_search_resumes_to_the_same_theta_and_leaves_a_complete_run_folder() {
     let tmp = tempfile::tempdir().unwrap();

@@ -55,10 +55,11 @@ pub struct SearchArgs {
     /// decayed per epoch, lr 0.1, θ lr 1e-2 (flags given beside it still apply).
     #[arg(long)]
     pub paper: bool,
-    /// When θ learns: interleaved with the weight batches, or the paper's phases.
+    /// When θ learns: θ batches interleaved with the weight batches, the paper's phases, or joint
+    /// (from the weight batches' own backward; θ's split only evaluated).
     #[arg(long, value_enum)]
     pub theta_schedule: Option<ThetaSchedule>,
-    /// Weight batches per θ batch (interleaved).
+    /// Weight batches per θ step (interleaved, joint).
     #[arg(long, default_value_t = defaults().theta_every)]
     pub theta_every: usize,
     /// soft: the paper's mixture of all candidates; hard: one sampled candidate per layer and batch
@@ -212,6 +213,10 @@ pub fn search_with_progress(
         .iter()
         .filter_map(|l| l.decision.as_ref())
         .collect();
+    if let Some(w) = fbnet::search_report::fit_gap_warning(cfg, &fbnet::search::read_metrics(run)?)
+    {
+        eprintln!("warning: {w}");
+    }
     let undecided = decisions.iter().filter(|d| !d.decided).count();
     let on_accuracy = decisions.iter().filter(|d| d.by_accuracy()).count();
     if undecided > 0 {

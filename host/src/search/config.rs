@@ -113,7 +113,7 @@ pub struct SearchConfig {
     pub theta_weight_decay: f64,
     #[serde(default = "legacy::theta_schedule")]
     pub theta_schedule: ThetaSchedule,
-    /// Weight batches per θ batch (interleaved schedule).
+    /// Weight batches per θ step (interleaved and joint schedules).
     #[serde(default = "legacy::theta_every")]
     pub theta_every: usize,
     #[serde(default = "legacy::relaxation")]
@@ -185,8 +185,9 @@ mod legacy {
 }
 
 impl Default for SearchConfig {
-    /// The defaults, chosen by measurement on a laptop budget (README, "Search"): θ after every weight
-    /// batch at ten times the paper's rate, the soft relaxation (single paths did not train the super
+    /// The defaults, chosen by measurement on a laptop budget (README, "Search"): θ learning from every
+    /// weight batch's own backward (joint: as many θ steps as interleaved θ batches give, without their
+    /// passes, 0.65x the time) at ten times the paper's rate, the soft relaxation (single paths did not train the super
     /// net in short runs), τ from 5 to 2 per step (down to 0.5 the mixture turned nearly one-hot and the
     /// super net's accuracy fell), noise per image (it moved θ further than noise per batch).
     fn default() -> Self {
@@ -206,7 +207,7 @@ impl Default for SearchConfig {
             weight_decay: 1e-4,
             theta_lr: 0.1,
             theta_weight_decay: 5e-4,
-            theta_schedule: ThetaSchedule::Interleaved,
+            theta_schedule: ThetaSchedule::Joint,
             theta_every: 1,
             relaxation: Relaxation::Soft,
             gumbel: Noise::Image,

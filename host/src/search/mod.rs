@@ -2,10 +2,12 @@
 //! the training set with SGD, the architecture parameters θ on the other part with Adam, through a
 //! Gumbel-softmax relaxation whose temperature anneals.
 //!
-//! By default θ takes a step after every weight batch (interleaved, as GDAS, TF-NAS and ProxylessNAS
-//! do) and τ anneals per step; the hard, straight-through relaxation of GDAS (each layer runs only its
-//! sampled candidate) is an option; the paper's schedule (a whole epoch of weights, then a whole pass
-//! over θ's split, τ decayed per epoch) is one flag away.
+//! By default θ learns from every weight batch, from the same backward as the weights (joint, the
+//! single-level search of SNAS), θ's split held out to measure the super net; θ batches of its own after
+//! every weight batch (interleaved, as GDAS, TF-NAS and ProxylessNAS do) are an option, and τ anneals per
+//! step; the hard, straight-through relaxation of GDAS (each layer runs only its sampled candidate) is an
+//! option; the paper's schedule (a whole epoch of weights, then a whole pass over θ's split, τ decayed
+//! per epoch) is one flag away.
 //! A run lives in a folder: its configuration, per-epoch metrics, a checkpoint after every epoch (so
 //! `--resume` continues a killed run exactly), and at the end P_θ with how decided each layer is, the
 //! most likely architecture (within the latency target, if one is set) and samples from P_θ.

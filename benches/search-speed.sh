@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Search speed of the two relaxations, side by side in one run: the soft mixture (the paper's Σ m_i·b_i(x)
-# over all nine candidates) against the hard one (GDAS's straight-through Gumbel: one candidate per image,
-# or per batch), each a fresh `fbnet search` process on the same images, the modes alternating ROUNDS times
-# (default 2) so that the VM's drift falls on all of them alike. Reports the images per second of the last
-# epoch (θ learning, weight and θ batches both counted), the wall time and the peak resident memory.
+# Search speed of the relaxations and θ schedules, side by side in one run: the soft mixture (the paper's
+# Σ m_i·b_i(x) over all nine candidates) with θ batches interleaved (the default) or θ learning from the
+# weight batches themselves (joint), against the hard one (GDAS's straight-through Gumbel: one candidate
+# per image, or per batch). Each is a fresh `fbnet search` process on the same images, the modes
+# alternating ROUNDS times (default 2) so that the VM's drift falls on all of them alike. Reports the
+# images per second of the last epoch (θ learning; weight and θ batches both counted), the wall time and
+# the peak resident memory.
 #
-#   benches/relaxation-speed.sh           # IMAGES [1000], EPOCHS [2], ROUNDS [2], LUT [the small table]
+#   benches/search-speed.sh           # IMAGES [1000], EPOCHS [2], ROUNDS [2], LUT [the small table]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${ROUNDS:-2}"
@@ -19,7 +21,8 @@ trap 'rm -rf "$work"' EXIT
 
 # name | flags
 modes=(
-    "soft, noise per image (default)|--relaxation soft"
+    "soft, noise per image, θ batches interleaved (default)|--relaxation soft"
+    "soft, noise per image, θ from the weight batches (joint)|--relaxation soft --theta-schedule joint"
     "hard, noise per image|--relaxation hard"
     "hard, noise per batch|--relaxation hard --gumbel batch"
 )
@@ -41,8 +44,8 @@ for r in $(seq "$rounds"); do
         echo "round $r, $name: ${ips[$i]}img/s, ${wall[$i]}s, ${peak[$i]}MB" >&2
     done
 done
-range() { tr ' ' '\n' <<<"$1" | sed '/^$/d' | sort -g | sed -n '1p;$p' | paste -sd '–' | sed 's/^\([^–]*\)–\1$/\1/'; }
-echo "| relaxation | images/s (last epoch) | wall s | peak MB |"
+range() { tr ' ' '\n' <<<"$1" | sed '/^$/d' | sort -g | awk 'NR == 1 { a = $0 } { b = $0 } END { print (a == b ? a : a "–" b) }'; }
+echo "| relaxation and schedule | images/s (last epoch) | wall s | peak MB |"
 echo "|---|---|---|---|"
 for i in "${!modes[@]}"; do
     IFS='|' read -r name _ <<<"${modes[$i]}"
