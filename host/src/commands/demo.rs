@@ -118,6 +118,11 @@ struct SearchSummary {
     expected_latency_us: (f64, f64),
     entropy: (f64, f64),
     theta_acc: f64,
+    /// Layers whose winner the θ gradients raised over the runner-up beyond the noise, of `layers`,
+    /// and how many of those on accuracy (the cross-entropy's part alone).
+    decided: usize,
+    decided_on_accuracy: usize,
+    layers: usize,
 }
 
 fn heading(i: usize, what: &str) {
@@ -340,15 +345,28 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
         6,
         "latency: measured against the table's prediction (1 thread)",
     );
+    // The table was profiled minutes ago and this VM's pace drifts by tens of percent: where the table
+    // has its speed reference at the model's dtype, the reference is timed around the runs so that the
+    // report can also compare with the table at the device's pace now.
+    let timed_table = Lut::load(&lut)?;
     let mut benches = Vec::new();
     for model in &models {
-        let r = model.bench(&BenchConfig::default(), None)?;
+        let config = BenchConfig {
+            time_reference: timed_table.reference_time(model.meta().dtype).is_some(),
+            ..BenchConfig::default()
+        };
+        let r = super::model::bench(model, Some(&lut), &config)?;
         super::model::print_bench(&r);
         benches.push(r);
     }
     lap("bench", &mut t);
     let int8_speedup = benches[0].p50_us / benches[1].p50_us;
 
+    let decisions: Vec<_> = searched
+        .layers
+        .iter()
+        .filter_map(|l| l.decision.as_ref())
+        .collect();
     let report = DemoReport {
         seconds: started.elapsed().as_secs_f64(),
         stage_seconds: stages,
@@ -359,6 +377,9 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             expected_latency_us: (first.expected_latency_us, last.expected_latency_us),
             entropy: (first.entropy, last.entropy),
             theta_acc: last.theta_acc,
+            decided: decisions.iter().filter(|d| d.decided).count(),
+            decided_on_accuracy: decisions.iter().filter(|d| d.by_accuracy()).count(),
+            layers: searched.layers.len(),
         },
         training: trained,
         export: exported,
@@ -402,6 +423,12 @@ fn markdown(r: &DemoReport) -> String {
         r.search.entropy.1,
         100.0 * r.search.theta_acc
     );
+    let _ = writeln!(
+        s,
+        "- decided: {} of {} layers beyond the noise of θ's gradients, {} of them on accuracy (the others' \
+         choice is not a preference of the search: see the search's report.md)",
+        r.search.decided, r.search.layers, r.search.decided_on_accuracy
+    );
     let _ = writeln!(s, "- chosen: `{}`", r.search.best);
     let _ = writeln!(
         s,
@@ -422,23 +449,34 @@ fn markdown(r: &DemoReport) -> String {
     );
     let _ = writeln!(
         s,
-        "| model | measured p50 | p10–p90 | predicted | measured / predicted |"
+        "| model | measured p50 | p10–p90 | predicted | measured / predicted | device's pace now (speed reference) | measured / predicted at that pace |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     for b in &r.bench {
         let _ = writeln!(
             s,
-            "| {} | {:.3} ms | {:.3}–{:.3} ms | {} | {} |",
+            "| {} | {:.3} ms | {:.3}–{:.3} ms | {} | {} | {} | {} |",
             b.dtype,
             b.p50_us / 1e3,
             b.p10_us / 1e3,
             b.p90_us / 1e3,
-            b.predicted_us
-                .map_or("-".into(), |p| format!("{:.3} ms", p / 1e3)),
-            b.measured_over_predicted
-                .map_or("-".into(), |x| format!("{x:.2}"))
+            or_dash(b.predicted_us.map(|p| format!("{:.3} ms", p / 1e3))),
+            or_dash(b.measured_over_predicted.map(|x| format!("{x:.2}"))),
+            or_dash(b.speed_now.map(|x| format!("{x:.2}x the table's"))),
+            or_dash(
+                b.predicted_now_us
+                    .map(|p| format!("{:.2}", b.trimmed_mean_us / p))
+            ),
         );
     }
+    let _ = writeln!(
+        s,
+        "\nmeasured / predicted divides the trimmed mean by the table's prediction. The speed reference (a \
+         fixed network the profile timed alongside the table) is timed again around the runs: its time now \
+         over its time in the table is the device's pace, and the last column compares with the table \
+         scaled to it (`fbnet bench MODEL --lut TABLE --rescale` repeats it)."
+    );
     let _ = writeln!(s, "\nint8 speed-up over fp32 (p50): {:.2}×", r.int8_speedup);
     s
 }
