@@ -17,19 +17,50 @@ use mobile_core::files::write_atomic;
 /// split before the joint schedule's θ is suspected of following memorisation rather than accuracy.
 const FIT_GAP: f64 = 0.05;
 
-/// A warning when the joint schedule's θ learned on images the weights fit much better than held-out
-/// ones (its last epoch's training accuracy more than `FIT_GAP` above θ's split): single-level search
-/// then favours candidates that memorise, which is why DARTS and the paper learn θ on held-out images.
-pub fn fit_gap_warning(cfg: &SearchConfig, metrics: &[EpochMetrics]) -> Option<String> {
-    let last = metrics.last()?;
-    let gap = last.train_acc - last.theta_acc;
-    (cfg.theta_schedule == ThetaSchedule::Joint && last.theta_trained && gap > FIT_GAP).then(|| {
-        format!(
-            "the super net fits its training images better than held-out ones (last epoch {:.1}%              against {:.1}% on θ's split) and θ learned on the training images (joint schedule): it may              prefer candidates that memorise; `--theta-schedule interleaved` learns θ on the held-out              images",
+/// What the reader of a search must know before trusting its choice, from its configuration, its
+/// per-epoch metrics and the number of classes:
+/// - a super net that ended below twice chance on θ's split has not learned enough for θ's gradient to
+///   carry accuracy, so whatever P_θ prefers the latency term chose (the collapse towards `skip` that
+///   short searches on hard data end in);
+/// - under the joint schedule, a super net that fits its training images much better than the
+///   held-out ones (last epoch's training accuracy more than `FIT_GAP` above θ's split) lets θ favour
+///   candidates that memorise, which is why DARTS and the paper learn θ on held-out images.
+pub fn warnings(cfg: &SearchConfig, metrics: &[EpochMetrics], classes: usize) -> Vec<String> {
+    let Some(last) = metrics.last() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let chance = 1.0 / classes.max(1) as f64;
+    if metrics.iter().any(|m| m.theta_trained) && last.theta_acc < 2.0 * chance {
+        out.push(format!(
+            "the super net barely learned ({:.1}% on θ's split at the end, chance {:.1}%): the \
+             cross-entropy part of θ's gradient is noise at that point, so P_θ moved by the latency term \
+             alone; search on more images or for more epochs",
+            100.0 * last.theta_acc,
+            100.0 * chance
+        ));
+    }
+    if cfg.theta_schedule == ThetaSchedule::Joint
+        && last.theta_trained
+        && last.train_acc - last.theta_acc > FIT_GAP
+    {
+        out.push(format!(
+            "the super net fits its training images better than held-out ones (last epoch {:.1}% \
+             against {:.1}% on θ's split) and θ learned on the training images (joint schedule): it may \
+             prefer candidates that memorise; `--theta-schedule interleaved` learns θ on the held-out \
+             images",
             100.0 * last.train_acc,
             100.0 * last.theta_acc
-        )
-    })
+        ));
+    }
+    out
+}
+
+/// `warnings` of a finished search's folder.
+pub fn run_warnings(run: &RunDir) -> Result<Vec<String>> {
+    let cfg: SearchConfig = run.load_config("search")?;
+    let classes = Lut::load(&cfg.lut)?.space.num_classes;
+    Ok(warnings(&cfg, &read_metrics(run)?, classes))
 }
 
 fn latency_cells(c: &Candidate) -> String {
@@ -218,7 +249,7 @@ pub fn write(run: &RunDir) -> Result<()> {
         md += "\nθ learned from the weights' own batches (joint schedule); θ's split was held out and \
                only evaluated, at the end of each epoch.\n";
     }
-    if let Some(w) = fit_gap_warning(&cfg, &metrics) {
+    for w in warnings(&cfg, &metrics, space.num_classes) {
         md += &format!("\n**Warning**: {w}.\n");
     }
     md += "\n![per-epoch curves](curves.svg)\n";
@@ -367,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn the_joint_schedule_warns_when_the_super_net_fits_its_training_images_better() {
+    fn a_search_warns_when_its_super_net_barely_learned_or_joint_theta_may_follow_memorisation() {
         let joint = SearchConfig {
             theta_schedule: ThetaSchedule::Joint,
             ..SearchConfig::default()
@@ -376,12 +407,23 @@ mod tests {
             theta_schedule: ThetaSchedule::Interleaved,
             ..joint.clone()
         };
-        let w = fit_gap_warning(&joint, &[epoch(0.9, 0.7, true)]).unwrap();
-        assert!(w.contains("90.0%") && w.contains("70.0%"), "{w}");
-        // within the gap, θ learning elsewhere, or θ not learning at all: nothing to warn about
-        assert!(fit_gap_warning(&joint, &[epoch(0.74, 0.7, true)]).is_none());
-        assert!(fit_gap_warning(&interleaved, &[epoch(0.9, 0.7, true)]).is_none());
-        assert!(fit_gap_warning(&joint, &[epoch(0.9, 0.7, false)]).is_none());
-        assert!(fit_gap_warning(&joint, &[]).is_none());
+        let w = warnings(&joint, &[epoch(0.9, 0.7, true)], 10);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("90.0%") && w[0].contains("70.0%"), "{w:?}");
+        // within the gap, θ learning on held-out images, or θ not learning at all: nothing to warn about
+        assert!(warnings(&joint, &[epoch(0.74, 0.7, true)], 10).is_empty());
+        assert!(warnings(&interleaved, &[epoch(0.9, 0.7, true)], 10).is_empty());
+        assert!(warnings(&joint, &[epoch(0.9, 0.7, false)], 10).is_empty());
+        assert!(warnings(&joint, &[], 10).is_empty());
+        // below twice chance at the end, after θ learned: whatever P_θ prefers, latency chose
+        let w = warnings(&interleaved, &[epoch(0.2, 0.185, true)], 10);
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("18.5%") && w[0].contains("chance 10.0%"),
+            "{w:?}"
+        );
+        assert!(warnings(&interleaved, &[epoch(0.2, 0.185, true)], 2).len() == 1);
+        assert!(warnings(&interleaved, &[epoch(0.3, 0.25, true)], 10).is_empty());
+        assert!(warnings(&interleaved, &[epoch(0.2, 0.185, false)], 10).is_empty());
     }
 }

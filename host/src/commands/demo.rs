@@ -123,6 +123,8 @@ struct SearchSummary {
     decided: usize,
     decided_on_accuracy: usize,
     layers: usize,
+    /// What the search's report warns about (`search_report::warnings`).
+    warnings: Vec<String>,
 }
 
 fn heading(i: usize, what: &str) {
@@ -380,6 +382,7 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             decided: decisions.iter().filter(|d| d.decided).count(),
             decided_on_accuracy: decisions.iter().filter(|d| d.by_accuracy()).count(),
             layers: searched.layers.len(),
+            warnings: fbnet::search_report::run_warnings(&search_run)?,
         },
         training: trained,
         export: exported,
@@ -429,6 +432,9 @@ fn markdown(r: &DemoReport) -> String {
          choice is not a preference of the search: see the search's report.md)",
         r.search.decided, r.search.layers, r.search.decided_on_accuracy
     );
+    for w in &r.search.warnings {
+        let _ = writeln!(s, "- **warning**: {w}");
+    }
     let _ = writeln!(s, "- chosen: `{}`", r.search.best);
     let _ = writeln!(
         s,

@@ -213,8 +213,7 @@ pub fn search_with_progress(
         .iter()
         .filter_map(|l| l.decision.as_ref())
         .collect();
-    if let Some(w) = fbnet::search_report::fit_gap_warning(cfg, &fbnet::search::read_metrics(run)?)
-    {
+    for w in fbnet::search_report::run_warnings(run)? {
         eprintln!("warning: {w}");
     }
     let undecided = decisions.iter().filter(|d| !d.decided).count();
