@@ -73,9 +73,23 @@ fn keep_freed_memory() {
     unsafe { libmimalloc_sys::mi_option_set(PURGE_DELAY, -1) };
 }
 
+/// Makes candle's worker pool sleep sooner: after each of its operations a worker spins 25,000 times
+/// (`CANDLE_BARRIER_POOL_SPIN_LIMIT`) before it parks, and a training step runs thousands of small
+/// operations, so on a two-core machine the spinning took the CPU from the kernels' own threads (9% of
+/// a search's perf samples sat in that loop). A limit set by the user is kept.
+fn short_spins() {
+    const VAR: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";
+    if std::env::var_os(VAR).is_none() {
+        // SAFETY: called at start-up, before any other thread exists (candle reads it when it starts
+        // its pool, at the first tensor operation).
+        unsafe { std::env::set_var(VAR, "200") };
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     quiet_on_closed_pipe();
     keep_freed_memory();
+    short_spins();
     let cli = Cli::parse();
     match cli.command {
         Command::Space(c) => space::run(c),

@@ -1,6 +1,6 @@
 //! The DNAS search loop (paper section 3.3 and appendix A): the super net's weights learn on one part of
-//! the training set with SGD, the architecture parameters θ on the other part with Adam, through a
-//! Gumbel-softmax relaxation whose temperature anneals.
+//! the training set with SGD, the architecture parameters θ with Adam (in the paper on the other part),
+//! through a Gumbel-softmax relaxation whose temperature anneals.
 //!
 //! By default θ learns from every weight batch, from the same backward as the weights (joint, the
 //! single-level search of SNAS), θ's split held out to measure the super net; θ batches of its own after
