@@ -127,8 +127,8 @@ impl Default for LatencyLoss {
 }
 
 impl LatencyLoss {
-    /// ∂loss/∂CE at a cross-entropy `ce` and expected latency `lat_us` (µs): how much the loss scales
-    /// the cross-entropy's gradient. The joint search divides the weights' gradient by it, so the
+    /// ∂loss/∂CE at an expected latency `lat_us` (µs; every form is linear in CE): how much the loss
+    /// scales the cross-entropy's gradient. The joint search divides the weights' gradient by it, so the
     /// weights learn on the cross-entropy alone while θ learns on the whole loss from one backward.
     pub fn ce_factor(&self, lat_us: f64) -> f64 {
         match *self {

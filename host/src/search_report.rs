@@ -309,8 +309,8 @@ fn decisions(result: &crate::search::SearchResult, metrics: &[EpochMetrics]) -> 
     if decided.len() != result.layers.len() {
         return md + "This run's result predates per-layer decisions.\n";
     }
-    let undecided = decided.iter().filter(|d| !d.decided).count();
-    let on_accuracy = decided.iter().filter(|d| d.by_accuracy()).count();
+    let counts = result.decision_counts();
+    let (undecided, on_accuracy) = (counts.undecided, counts.on_accuracy);
     let measured = decided.iter().any(|d| d.evidence_t.is_some());
     let changed = match changed_in_last_epoch(metrics) {
         Some(n) => format!(" {n} layers changed their most likely candidate in the last epoch."),

@@ -350,25 +350,22 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
     // The table was profiled minutes ago and this VM's pace drifts by tens of percent: where the table
     // has its speed reference at the model's dtype, the reference is timed around the runs so that the
     // report can also compare with the table at the device's pace now.
-    let timed_table = Lut::load(&lut)?;
+    let table = Lut::load(&lut)?;
+    let table_name = lut.display().to_string();
     let mut benches = Vec::new();
     for model in &models {
         let config = BenchConfig {
-            time_reference: timed_table.reference_time(model.meta().dtype).is_some(),
+            time_reference: table.reference_time(model.meta().dtype).is_some(),
             ..BenchConfig::default()
         };
-        let r = super::model::bench(model, Some(&lut), &config)?;
+        let r = model.bench(&config, Some((&table, table_name.as_str())))?;
         super::model::print_bench(&r);
         benches.push(r);
     }
     lap("bench", &mut t);
     let int8_speedup = benches[0].p50_us / benches[1].p50_us;
 
-    let decisions: Vec<_> = searched
-        .layers
-        .iter()
-        .filter_map(|l| l.decision.as_ref())
-        .collect();
+    let counts = searched.decision_counts();
     let report = DemoReport {
         seconds: started.elapsed().as_secs_f64(),
         stage_seconds: stages,
@@ -379,8 +376,8 @@ pub fn run(a: DemoArgs) -> anyhow::Result<()> {
             expected_latency_us: (first.expected_latency_us, last.expected_latency_us),
             entropy: (first.entropy, last.entropy),
             theta_acc: last.theta_acc,
-            decided: decisions.iter().filter(|d| d.decided).count(),
-            decided_on_accuracy: decisions.iter().filter(|d| d.by_accuracy()).count(),
+            decided: counts.decided,
+            decided_on_accuracy: counts.on_accuracy,
             layers: searched.layers.len(),
             warnings: fbnet::search_report::run_warnings(&search_run)?,
         },

@@ -208,16 +208,11 @@ pub fn search_with_progress(
     bars.end();
     let result = result?;
     fbnet::search_report::write(run)?;
-    let decisions: Vec<_> = result
-        .layers
-        .iter()
-        .filter_map(|l| l.decision.as_ref())
-        .collect();
     for w in fbnet::search_report::run_warnings(run)? {
         eprintln!("warning: {w}");
     }
-    let undecided = decisions.iter().filter(|d| !d.decided).count();
-    let on_accuracy = decisions.iter().filter(|d| d.by_accuracy()).count();
+    let counts = result.decision_counts();
+    let undecided = counts.undecided;
     if undecided > 0 {
         eprintln!(
             "warning: {undecided} of {} layers are undecided (after {} θ steps their gradients favour the \
@@ -228,9 +223,10 @@ pub fn search_with_progress(
         );
     }
     println!(
-        "decided: {} of {} layers, {on_accuracy} of them on accuracy",
-        decisions.len() - undecided,
-        result.layers.len()
+        "decided: {} of {} layers, {} of them on accuracy",
+        counts.decided,
+        result.layers.len(),
+        counts.on_accuracy
     );
     Ok(result)
 }

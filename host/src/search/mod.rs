@@ -167,6 +167,36 @@ pub struct LayerResult {
     pub decision: Option<LayerDecision>,
 }
 
+/// How many layers a search decided, counted once for the CLI, the report and the demo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecisionCounts {
+    pub decided: usize,
+    pub undecided: usize,
+    /// Of the decided: those the cross-entropy part alone decided.
+    pub on_accuracy: usize,
+}
+
+impl SearchResult {
+    /// The layers' decisions counted; layers of a result written before decisions existed count in none.
+    pub fn decision_counts(&self) -> DecisionCounts {
+        let decisions = self.layers.iter().filter_map(|l| l.decision.as_ref());
+        let (mut decided, mut undecided, mut on_accuracy) = (0, 0, 0);
+        for d in decisions {
+            if d.decided {
+                decided += 1;
+            } else {
+                undecided += 1;
+            }
+            on_accuracy += usize::from(d.by_accuracy());
+        }
+        DecisionCounts {
+            decided,
+            undecided,
+            on_accuracy,
+        }
+    }
+}
+
 /// The data of a search: the two splits and how to load them.
 struct SearchData {
     source: Arc<dyn Source>,
