@@ -3,9 +3,12 @@
 block of the paper's Table 2 as fbnet builds it), and times the same training step (forward,
 cross-entropy, backward, SGD with momentum 0.9 and L2 1e-4) on seeded random data, float32, eager mode.
 
-    python3 torch_train_step.py DESCRIPTION.json --batch N --steps N --warmup N --threads N
+    python3 torch_train_step.py DESCRIPTION.json --batch N --steps N --warmup N --threads N [--device cuda]
 
-Prints one JSON line like the Rust side: images/s, per-step seconds, peak resident memory (MB).
+Prints one JSON line like the Rust side: images/s, per-step seconds, peak resident memory (MB), and on a
+GPU the peak of PyTorch's allocator (GPU memory as a whole is sampled from outside by benches/gpu.sh, the
+same way for both frameworks). On a GPU, TF32 is off (fbnet's kernels are plain fp32) and the step ends
+with a synchronising `loss.item()` as on the CPU.
 """
 
 import argparse
@@ -97,21 +100,25 @@ def main():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
     a = p.parse_args()
+    dev = torch.device(a.device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     with open(a.description) as f:
         d = json.load(f)
-    net = Net(d).train()
+    net = Net(d).train().to(dev)
     # L2 on conv and fc weights only, as fbnet's SGD
     decay = [p for n, p in net.named_parameters() if p.dim() > 1]
     rest = [p for n, p in net.named_parameters() if p.dim() <= 1]
     opt = torch.optim.SGD([{"params": decay, "weight_decay": 1e-4}, {"params": rest, "weight_decay": 0}],
                           lr=0.01, momentum=0.9)
     r, c = d["resolution"], d["channels"]
-    x = torch.randn(a.batch, c, r, r)
-    y = torch.arange(a.batch) % d["classes"]
-    thetas = [torch.zeros(len(s["candidates"])) for s in d["layers"]]
+    x = torch.randn(a.batch, c, r, r).to(dev)
+    y = (torch.arange(a.batch) % d["classes"]).to(dev)
+    thetas = [torch.zeros(len(s["candidates"]), device=dev) for s in d["layers"]]
     times = []
     for s in range(a.warmup + a.steps):
         t0 = time.perf_counter()
@@ -127,8 +134,11 @@ def main():
             times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     params = sum(p.numel() for p in net.parameters())
-    print(json.dumps({"framework": "pytorch " + torch.__version__, "params": params, "images_per_s": a.batch * len(times) / sum(times),
-                      "step_s": times, "peak_rss_mb": peak}))
+    out = {"framework": "pytorch " + torch.__version__, "device": str(dev), "params": params,
+           "images_per_s": a.batch * len(times) / sum(times), "step_s": times, "peak_rss_mb": peak}
+    if dev.type == "cuda":
+        out["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 //! network on seeded random data, for `benches/training-speed.sh`, which runs PyTorch on the same network
 //! beside it:
 //! `cargo run --release -p fbnet --example train_step -- SPACE.json [ARCH.json | --builtin NAME]
-//! [--batch N] [--steps N] [--warmup N] [--describe]`. Without an architecture it is the space's super net with Gumbel-softmax mixing (the
-//! weight step of the search). Prints one JSON line: images/s over the timed steps, per-step seconds, and
-//! the process's peak resident memory.
+//! [--batch N] [--steps N] [--warmup N] [--device cpu|cuda] [--describe]`. Without an architecture it is
+//! the space's super net with Gumbel-softmax mixing (the weight step of the search). Prints one JSON line:
+//! images/s over the timed steps, per-step seconds, and the process's peak resident memory (GPU memory is
+//! sampled from outside, by `benches/gpu.sh`, the same way for both frameworks). On a GPU the device is
+//! synchronised around every timed phase, so the phases are the GPU's time, not the launch queue's.
 
 use std::time::Instant;
 
@@ -59,7 +61,14 @@ fn main() -> anyhow::Result<()> {
     })?;
     let space: Space = serde_json::from_str(&std::fs::read_to_string(space_file)?)?;
     let (batch, steps, warmup) = (flag("--batch", 64), flag("--steps", 5), flag("--warmup", 2));
-    let dev = Device::Cpu;
+    let dev = match args
+        .iter()
+        .position(|a| a == "--device")
+        .and_then(|i| args.get(i + 1))
+    {
+        None => Device::Cpu,
+        Some(name) => fbnet::device::by_name(name)?,
+    };
     let builtin = args
         .iter()
         .position(|a| a == "--builtin")
@@ -143,11 +152,14 @@ fn main() -> anyhow::Result<()> {
         };
         let logits = net.forward(&x, mix.as_deref().map(Mix::Soft), true)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+        dev.synchronize()?;
         let t1 = Instant::now();
         let grads = loss.backward()?;
+        dev.synchronize()?;
         let t2 = Instant::now();
         sgd.step(&named, &grads, 0.01)?;
         let _ = loss.to_scalar::<f32>()?;
+        dev.synchronize()?;
         if s >= warmup {
             times.push(t0.elapsed().as_secs_f64());
             phases.push([t1 - t0, t2 - t1, t2.elapsed()].map(|d| d.as_secs_f64()));
@@ -158,6 +170,7 @@ fn main() -> anyhow::Result<()> {
         "{}",
         serde_json::json!({
             "framework": "fbnet",
+            "device": format!("{dev:?}"),
             "params": net.params.count(),
             "images_per_s": (batch * times.len()) as f64 / total,
             "step_s": times,

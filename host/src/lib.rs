@@ -3,6 +3,7 @@
 
 pub mod data;
 pub mod decision;
+pub mod device;
 pub mod export;
 pub mod kernels;
 pub mod latency;

@@ -151,6 +151,12 @@ pub struct TrainMetrics {
     pub held_out_ce: Option<f64>,
     pub seconds: f64,
     pub images_per_second: f64,
+    /// Seconds the training steps waited for their batches (a step idle for data).
+    #[serde(default)]
+    pub data_wait_s: f64,
+    /// Images per second the loader's threads could build (see `data::LoaderStats`).
+    #[serde(default)]
+    pub loader_images_per_second: f64,
 }
 
 /// The best epoch so far (`best/meta.json`, and in the checkpoint).
@@ -190,6 +196,8 @@ pub struct TrainProgress {
     pub steps: usize,
     pub ce: f64,
     pub acc: f64,
+    /// With `done`: how the data side kept up with the training steps.
+    pub data: Option<data::LoaderStats>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -631,14 +639,15 @@ pub fn train(
         let started = Instant::now();
         let mut tally = Tally::default();
         let mut lr = cfg.lr;
-        let loader = data::batches(
+        let mut loader = data::batches(
             data.train_source.clone(),
             &data.train,
             &data.train_loader,
             epoch as u64,
         )?;
         let steps = loader.len();
-        for (step, batch) in loader.enumerate() {
+        for step in 0..steps {
+            let Some(batch) = loader.next() else { break };
             stop_if_cancelled(cancel, epoch, dir)?;
             let (x, y) = batch_tensors(batch?, device)?;
             let n = y.dim(0)?;
@@ -669,8 +678,11 @@ pub fn train(
                 steps,
                 ce: tally.ce(),
                 acc: tally.acc(),
+                data: None,
             });
         }
+        let fed = loader.stats();
+        drop(loader);
         let train_seconds = started.elapsed().as_secs_f64();
         let (logits, labels) = predict(
             &st.net,
@@ -686,6 +698,7 @@ pub fn train(
                     steps,
                     ce: f64::NAN,
                     acc: f64::NAN,
+                    data: None,
                 })
             },
         )?;
@@ -740,6 +753,8 @@ pub fn train(
             held_out_ce: held_out.map(|h| h.1),
             seconds: started.elapsed().as_secs_f64(),
             images_per_second: tally.seen as f64 / train_seconds,
+            data_wait_s: fed.waited_s,
+            loader_images_per_second: fed.images_per_second,
         };
         dir.end_epoch(&metrics, || st.save(&dir.checkpoint(), &arch))?;
         progress(&TrainProgress {
@@ -750,6 +765,7 @@ pub fn train(
             steps: 1,
             ce: val_ce,
             acc: top1,
+            data: Some(fed),
         });
     }
     if resume && last == (0.0, 0.0) {

@@ -381,6 +381,34 @@ fn dropping_a_loader_early_stops_its_threads() {
 }
 
 #[test]
+fn a_loader_reports_how_long_its_consumer_waited_and_how_fast_it_builds() {
+    let indices: Vec<usize> = (0..40).collect();
+    for workers in [0, 4] {
+        let slow = Arc::new(Slow {
+            inner: toy(40),
+            reads: AtomicUsize::new(0),
+        });
+        let mut loader = batches(slow, &indices, &config(4, workers), 0).unwrap();
+        for b in loader.by_ref() {
+            b.unwrap();
+        }
+        let stats = loader.stats();
+        assert_eq!(stats.images, 40, "{workers} workers");
+        assert_eq!(stats.workers, workers);
+        // every read takes at least a millisecond: no thread builds more than 1000 images a second
+        let threads = workers.max(1) as f64;
+        assert!(
+            stats.images_per_second > 0.0 && stats.images_per_second <= 1000.0 * threads,
+            "{workers} workers: {stats:?}"
+        );
+        if workers == 0 {
+            // built on the consumer's thread: all of it was waiting
+            assert!(stats.waited_s >= 0.040, "{stats:?}");
+        }
+    }
+}
+
+#[test]
 fn read_errors_are_items_that_name_the_file() {
     let dir = folder();
     let bad = dir.path().join("train").join("bee").join("1.png");

@@ -23,9 +23,10 @@ pub struct RunArgs {
     /// Fixes weight init, data order and augmentation (and a search's Gumbel noise).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Threads decoding images ahead of the training step.
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
+    /// Threads decoding and augmenting images ahead of the training step (default: 1 on the CPU, where
+    /// the step itself uses every core; every core on a GPU, so that the GPU does not wait for images).
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// Where to train: `cpu`, or `cuda` (GPU 0; needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -38,15 +39,17 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
+    /// `--workers`, or its default for `--device`.
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| match self.device.as_str() {
+            "cpu" => 1,
+            _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        })
+    }
+
     /// The device `--device` names.
     pub fn device(&self) -> anyhow::Result<candle_core::Device> {
-        match self.device.as_str() {
-            "cpu" => Ok(candle_core::Device::Cpu),
-            "cuda" => candle_core::Device::new_cuda(0).map_err(|e| {
-                anyhow::anyhow!("--device cuda: no CUDA device (build with --features cuda): {e}")
-            }),
-            other => anyhow::bail!("--device {other}: expected cpu or cuda"),
-        }
+        fbnet::device::by_name(&self.device)
     }
 }
 

@@ -160,10 +160,21 @@ impl SearchArgs {
             samples: self.samples,
             augment: !self.run.no_augment,
             seed: self.run.seed,
-            workers: self.run.workers,
+            workers: self.run.workers(),
             lut_sha256: None,
         })
     }
+}
+
+/// How the data side kept up, for the end of an epoch's line.
+pub fn fed_line(d: fbnet::data::LoaderStats) -> String {
+    format!(
+        "; data: waited {:.1} s, loader {:.0} img/s on {} thread{}",
+        d.waited_s,
+        d.images_per_second,
+        d.workers.max(1),
+        if d.workers > 1 { "s" } else { "" }
+    )
 }
 
 /// Runs a search with progress bars and one line per epoch.
@@ -182,13 +193,14 @@ pub fn search_with_progress(
             // one line per epoch that stays (also in logs, where bars are hidden)
             b.suspend(|| {
                 println!(
-                    "epoch {}/{}: θ-split CE {:.3} acc {:.1}%, E[LAT] {:.3} ms, τ {:.2}",
+                    "epoch {}/{}: θ-split CE {:.3} acc {:.1}%, E[LAT] {:.3} ms, τ {:.2}{}",
                     p.epoch + 1,
                     p.epochs,
                     p.theta_ce,
                     100.0 * p.theta_acc,
                     p.expected_latency_us / 1000.0,
-                    p.tau
+                    p.tau,
+                    p.data.map(fed_line).unwrap_or_default()
                 )
             });
         }

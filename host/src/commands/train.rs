@@ -141,7 +141,7 @@ impl TrainArgs {
             label_smoothing: self.label_smoothing,
             augment: !self.run.no_augment,
             seed: self.run.seed,
-            workers: self.run.workers,
+            workers: self.run.workers(),
         })
     }
 }
@@ -159,11 +159,12 @@ pub fn train_with_progress(
         if p.phase == "done" {
             bars.end();
             println!(
-                "epoch {}/{}: test CE {:.3} top-1 {:.2}%",
+                "epoch {}/{}: test CE {:.3} top-1 {:.2}%{}",
                 p.epoch + 1,
                 p.epochs,
                 p.ce,
-                100.0 * p.acc
+                100.0 * p.acc,
+                p.data.map(super::search::fed_line).unwrap_or_default()
             );
             return;
         }

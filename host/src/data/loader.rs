@@ -6,9 +6,10 @@
 //! work never enters, so any number of workers, and any run, gives the same batches.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use mobile_core::rng::SplitMix;
@@ -82,11 +83,27 @@ struct Job {
     augment: Augment,
     epoch_seed: u64,
     stop: AtomicBool,
+    /// Nanoseconds spent building batches and images built, over all threads.
+    busy_ns: AtomicU64,
+    built: AtomicU64,
 }
 
 impl Job {
-    /// Batch `b` of the epoch, built sample by sample; gives up early once the loader is dropped.
+    /// [`Job::build`], timed for [`Loader::stats`].
     fn batch(&self, b: usize) -> Result<Batch> {
+        let t = Instant::now();
+        let batch = self.build(b);
+        self.busy_ns
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        if let Ok(batch) = &batch {
+            self.built
+                .fetch_add(batch.labels.len() as u64, Ordering::Relaxed);
+        }
+        batch
+    }
+
+    /// Batch `b` of the epoch, built sample by sample; gives up early once the loader is dropped.
+    fn build(&self, b: usize) -> Result<Batch> {
         let positions = b * self.batch_size..((b + 1) * self.batch_size).min(self.order.len());
         let n = positions.len();
         let (c, s) = (self.augment.channels(), self.augment.size);
@@ -125,6 +142,22 @@ pub struct Loader {
     /// inline.
     receivers: Vec<Receiver<Result<Batch>>>,
     threads: Vec<JoinHandle<()>>,
+    /// Time the consumer spent in `next` (waiting for a worker, or building inline).
+    waited: Duration,
+}
+
+/// How a loader kept up with its consumer, so far in its epoch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoaderStats {
+    /// Seconds the consumer waited for batches: the time a training step stood idle for data.
+    pub waited_s: f64,
+    /// Images per second the loader's threads can build together (images built over the threads' busy
+    /// time, times the number of threads): what the data side could feed a step that never waited.
+    pub images_per_second: f64,
+    /// Images built so far (also those still waiting in the channels).
+    pub images: u64,
+    /// Threads building batches (0: built on the consumer's thread).
+    pub workers: usize,
 }
 
 /// One epoch of batches of the samples `indices` of `source`, in the order [`epoch_order`] gives. Starts
@@ -166,6 +199,8 @@ pub fn batches_from(
         augment: cfg.augment.clone(),
         epoch_seed: derive(cfg.seed, epoch),
         stop: AtomicBool::new(false),
+        busy_ns: AtomicU64::new(0),
+        built: AtomicU64::new(0),
     });
     let first = first.min(count);
     let mut loader = Loader {
@@ -175,6 +210,7 @@ pub fn batches_from(
         count,
         receivers: Vec::new(),
         threads: Vec::new(),
+        waited: Duration::ZERO,
     };
     let workers = cfg.workers.min(count - first);
     let capacity = cfg.prefetch.div_ceil(workers.max(1));
@@ -209,6 +245,23 @@ impl Loader {
     pub fn remaining(&self) -> usize {
         self.count - self.next
     }
+
+    /// How the data side kept up so far.
+    pub fn stats(&self) -> LoaderStats {
+        let busy = self.job.busy_ns.load(Ordering::Relaxed) as f64 * 1e-9;
+        let workers = self.receivers.len().max(1);
+        let built = self.job.built.load(Ordering::Relaxed) as f64;
+        LoaderStats {
+            waited_s: self.waited.as_secs_f64(),
+            images_per_second: if busy > 0.0 {
+                built * workers as f64 / busy
+            } else {
+                0.0
+            },
+            images: built as u64,
+            workers: self.receivers.len(),
+        }
+    }
 }
 
 impl Iterator for Loader {
@@ -218,26 +271,36 @@ impl Iterator for Loader {
         if self.next >= self.count {
             return None;
         }
-        let b = self.next;
-        self.next += 1;
-        if self.receivers.is_empty() {
-            return Some(self.job.batch(b));
-        }
-        let w = (b - self.first) % self.receivers.len();
-        match self.receivers[w].recv() {
-            Ok(item) => Some(item),
-            Err(_) => {
-                // the worker is gone without its batch: it panicked; nothing more will come in order
-                self.next = self.count;
-                Some(Err(anyhow!(
-                    "loader thread {w} stopped without delivering batch {b}"
-                )))
-            }
-        }
+        let t = Instant::now();
+        let item = self.take();
+        self.waited += t.elapsed();
+        Some(item)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.remaining(), Some(self.remaining()))
+    }
+}
+
+impl Loader {
+    /// The next batch (there is one): built here without workers, else from its worker's channel.
+    fn take(&mut self) -> Result<Batch> {
+        let b = self.next;
+        self.next += 1;
+        if self.receivers.is_empty() {
+            return self.job.batch(b);
+        }
+        let w = (b - self.first) % self.receivers.len();
+        match self.receivers[w].recv() {
+            Ok(item) => item,
+            Err(_) => {
+                // the worker is gone without its batch: it panicked; nothing more will come in order
+                self.next = self.count;
+                Err(anyhow!(
+                    "loader thread {w} stopped without delivering batch {b}"
+                ))
+            }
+        }
     }
 }
 

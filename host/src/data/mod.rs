@@ -20,7 +20,9 @@ pub use augment::{Augment, Crop, IMAGENET_MEAN, IMAGENET_STD, estimate_mean_std}
 pub use cifar::{CIFAR10_CLASSES, load_cifar_batches, load_cifar10};
 pub use folder::{IMAGE_EXTENSIONS, ImageFolder, eval_split};
 pub use idx::{FASHION_MNIST_CLASSES, load_fashion_mnist, load_idx};
-pub use loader::{Batch, Loader, LoaderConfig, batch_count, batches, batches_from, epoch_order};
+pub use loader::{
+    Batch, Loader, LoaderConfig, LoaderStats, batch_count, batches, batches_from, epoch_order,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp3, D, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
 use super::{cpu_slice, sum, sum_sq_dev, with_cpu_data};
@@ -20,7 +20,8 @@ pub struct BatchStats {
 }
 
 /// `relu?((x − μ_B) / √(σ²_B + ε) · γ + β)` over `x` `[n, c, …]` with the batch's per-channel statistics,
-/// differentiable in `x`, `γ` and `β`. Returns the output and the statistics used.
+/// differentiable in `x`, `γ` and `β`. Returns the output and the statistics used. On the CPU and, with
+/// the `cuda` feature, on a CUDA device (`kernels/cuda`).
 pub fn batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,
@@ -36,9 +37,6 @@ pub fn batch_norm_train(
             beta.dims()
         )
     }
-    if !x.device().is_cpu() {
-        return generic(x, gamma, beta, eps, relu);
-    }
     let saved = Arc::new(Mutex::new(Saved::default()));
     let op = FusedBn {
         eps,
@@ -51,37 +49,6 @@ pub fn batch_norm_train(
     let stats = match saved.lock() {
         Ok(s) => s.stats.clone(),
         Err(_) => bail!("batch norm: statistics lost"),
-    };
-    Ok((y, stats))
-}
-
-/// The same computation from stock tensor ops (for devices without the fused kernel).
-fn generic(
-    x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    eps: f64,
-    relu: bool,
-) -> Result<(Tensor, BatchStats)> {
-    let dims = x.dims().to_vec();
-    let c = dims[1];
-    let mut bshape = vec![1; dims.len()];
-    bshape[1] = c;
-    let xt = x.transpose(0, 1)?.contiguous()?.flatten_from(1)?;
-    let count = xt.dim(1)?;
-    let mean = xt.mean(D::Minus1)?;
-    let centred = xt.broadcast_sub(&mean.unsqueeze(1)?)?;
-    let var = centred.sqr()?.mean(D::Minus1)?;
-    let scale = gamma.broadcast_div(&(var.clone() + eps)?.sqrt()?)?;
-    let y = x
-        .broadcast_sub(&mean.reshape(bshape.as_slice())?)?
-        .broadcast_mul(&scale.reshape(bshape.as_slice())?)?
-        .broadcast_add(&beta.reshape(bshape.as_slice())?)?;
-    let y = if relu { y.relu()? } else { y };
-    let stats = BatchStats {
-        mean: mean.detach().to_vec1()?,
-        var: var.detach().to_vec1()?,
-        count,
     };
     Ok((y, stats))
 }
@@ -289,6 +256,33 @@ impl CustomOp3 for FusedBn {
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda;
+        let dev = cuda::device(s1);
+        let x = cuda::view(s1, l1, "batch norm input")?;
+        let gamma = cuda::view(s2, l2, "batch norm scale")?;
+        let beta = cuda::view(s3, l3, "batch norm shift")?;
+        let dims = split_dims(l1.dims());
+        let out = cuda::bn_forward(dev, &x, (&gamma, &beta), dims, self.eps, self.relu)?;
+        let mut saved = self.saved()?;
+        saved.stats = BatchStats {
+            mean: out.mean,
+            var: out.var,
+            count: dims.0 * dims.2,
+        };
+        saved.inv_std = out.inv_std;
+        Ok((cuda::storage(out.y, dev), l1.shape().clone()))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -299,6 +293,24 @@ impl CustomOp3 for FusedBn {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dims = split_dims(x.dims());
         let saved = self.saved()?;
+        #[cfg(feature = "cuda")]
+        if x.device().is_cuda() {
+            let (len, c) = (x.elem_count(), dims.1);
+            let op = GpuBackward {
+                gamma: gamma.contiguous()?,
+                mean: saved.stats.mean.clone(),
+                inv_std: saved.inv_std.clone(),
+                relu: self.relu,
+            };
+            let packed = x
+                .contiguous()?
+                .apply_op3(&_res.contiguous()?, &grad.contiguous()?, op)?;
+            return Ok((
+                Some(packed.narrow(0, 0, len)?.reshape(x.shape())?),
+                Some(packed.narrow(0, len, c)?),
+                Some(packed.narrow(0, len + c, c)?),
+            ));
+        }
         let (gammas, betas): (Vec<f32>, Vec<f32>) = (gamma.to_vec1()?, beta.to_vec1()?);
         let mut g: Vec<f32> = grad.flatten_all()?.to_vec1()?;
         let (dgamma, dbeta) = with_cpu_data(x, "batch norm input", |xs| {
@@ -319,5 +331,68 @@ impl CustomOp3 for FusedBn {
             Some(Tensor::from_vec(dgamma, c, dev)?),
             Some(Tensor::from_vec(dbeta, c, dev)?),
         ))
+    }
+}
+
+/// The backward pass of [`FusedBn`] on a GPU, as one op over `(x, y, dy)` whose output packs
+/// `[dx | dγ | dβ]` (an op has one output; the caller splits it into views).
+#[cfg(feature = "cuda")]
+struct GpuBackward {
+    gamma: Tensor,
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+    relu: bool,
+}
+
+#[cfg(feature = "cuda")]
+impl CustomOp3 for GpuBackward {
+    fn name(&self) -> &'static str {
+        "batch-norm-train-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        bail!("batch norm: the GPU backward pass was given CPU tensors")
+    }
+
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda;
+        let dims = split_dims(l1.dims());
+        let dev = cuda::device(s1);
+        let (x, y, dy) = (
+            cuda::view(s1, l1, "batch norm input")?,
+            cuda::view(s2, l2, "batch norm output")?,
+            cuda::view(s3, l3, "batch norm gradient")?,
+        );
+        let (gs, gl) = self.gamma.storage_and_layout();
+        let candle_core::Storage::Cuda(gs) = &*gs else {
+            bail!("batch norm: the scale is not on the GPU")
+        };
+        let gamma = cuda::view(gs, gl, "batch norm scale")?;
+        let out = cuda::bn_backward(
+            dev,
+            (&x, &y, &dy),
+            &gamma,
+            (&self.mean, &self.inv_std),
+            dims,
+            self.relu,
+        )?;
+        let len = dims.0 * dims.1 * dims.2 + 2 * dims.1;
+        Ok((cuda::storage(out, dev), Shape::from(len)))
     }
 }

@@ -4,11 +4,11 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::{cpu_slice, with_cpu_data};
+use super::cpu_slice;
 
 /// `x` `[n, c, h, w]` convolved with `weight` `[c, 1, k, k]` at `stride`, padding `k/2` (as the ONNX
-/// graphs of the shared core). Differentiable in both arguments; on a non-CPU device the stock grouped
-/// convolution is used.
+/// graphs of the shared core). Differentiable in both arguments. On the CPU and, with the `cuda` feature,
+/// on a CUDA device (`kernels/cuda`); candle's grouped convolution would run one convolution per channel.
 pub fn depthwise_conv(x: &Tensor, weight: &Tensor, stride: usize) -> Result<Tensor> {
     let (_, c, _, _) = x.dims4()?;
     let (wc, one, k, k2) = weight.dims4()?;
@@ -17,9 +17,6 @@ pub fn depthwise_conv(x: &Tensor, weight: &Tensor, stride: usize) -> Result<Tens
             "depthwise weight {:?} does not fit an input of {c} channels",
             weight.dims()
         )
-    }
-    if !x.device().is_cpu() {
-        return x.conv2d(weight, k / 2, stride, 1, c);
     }
     x.contiguous()?
         .apply_op2(&weight.contiguous()?, Depthwise { k, stride })
@@ -423,6 +420,22 @@ fn plane_backward_weight(p: &Plane, x: &[f32], dy: &[f32], dw: &mut [f32]) {
 }
 }
 
+/// The geometry of a depthwise convolution of `x` (`[n, c, h, w]`) at `k` and `s`, for the GPU kernels.
+#[cfg(feature = "cuda")]
+fn gpu_dims(x: &[usize], k: usize, s: usize) -> super::cuda::DwDims {
+    let p = Plane::new(x[2], x[3], k, s);
+    super::cuda::DwDims {
+        n: x[0],
+        c: x[1],
+        h: x[2],
+        w: x[3],
+        ho: p.ho,
+        wo: p.wo,
+        k,
+        s,
+    }
+}
+
 impl CustomOp2 for Depthwise {
     fn name(&self) -> &'static str {
         "depthwise-conv"
@@ -445,6 +458,23 @@ impl CustomOp2 for Depthwise {
         ))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda;
+        let d = gpu_dims(l1.dims(), self.k, self.stride);
+        let dev = cuda::device(s1);
+        let x = cuda::view(s1, l1, "depthwise input")?;
+        let wt = cuda::view(s2, l2, "depthwise weight")?;
+        let y = cuda::dw_forward(dev, &x, &wt, d)?;
+        Ok((cuda::storage(y, dev), Shape::from((d.n, d.c, d.ho, d.wo))))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -452,21 +482,106 @@ impl CustomOp2 for Depthwise {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (n, c, h, w) = x.dims4()?;
-        let plane = Plane::new(h, w, self.k, self.stride);
-        let dx = with_cpu_data(grad, "depthwise gradient", |dy| {
-            with_cpu_data(weight, "depthwise weight", |wt| {
-                plane.backward_input_all(dy, wt, c)
-            })
-        })??;
-        let dw = with_cpu_data(grad, "depthwise gradient", |dy| {
-            with_cpu_data(x, "depthwise input", |xs| {
-                plane.backward_weight_all(xs, dy, c)
-            })
-        })??;
+        let (_, _, h, w) = x.dims4()?;
+        let (k, stride) = (self.k, self.stride);
+        let grad = grad.contiguous()?;
+        let dx = grad.apply_op2(&weight.contiguous()?, InputGrad { k, stride, h, w })?;
+        let dw = x.contiguous()?.apply_op2(&grad, WeightGrad { k, stride })?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// The input gradient of [`Depthwise`]: `dy` `[n, c, ho, wo]` and the weight give `dx` `[n, c, h, w]`.
+struct InputGrad {
+    k: usize,
+    stride: usize,
+    h: usize,
+    w: usize,
+}
+
+impl CustomOp2 for InputGrad {
+    fn name(&self) -> &'static str {
+        "depthwise-conv-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, _, _) = l1.shape().dims4()?;
+        let dy = cpu_slice(s1, l1, "depthwise gradient")?;
+        let wt = cpu_slice(s2, l2, "depthwise weight")?;
+        let plane = Plane::new(self.h, self.w, self.k, self.stride);
         Ok((
-            Some(Tensor::from_vec(dx, (n, c, h, w), x.device())?),
-            Some(Tensor::from_vec(dw, weight.shape(), weight.device())?),
+            CpuStorage::F32(plane.backward_input_all(dy, wt, c)),
+            Shape::from((n, c, self.h, self.w)),
         ))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda;
+        let (n, c, _, _) = l1.shape().dims4()?;
+        let d = gpu_dims(&[n, c, self.h, self.w], self.k, self.stride);
+        let dev = cuda::device(s1);
+        let dy = cuda::view(s1, l1, "depthwise gradient")?;
+        let wt = cuda::view(s2, l2, "depthwise weight")?;
+        let dx = cuda::dw_input_grad(dev, &dy, &wt, d)?;
+        Ok((cuda::storage(dx, dev), Shape::from((n, c, self.h, self.w))))
+    }
+}
+
+/// The filter gradient of [`Depthwise`]: `x` and `dy` give `dw` `[c, 1, k, k]`, summed over the images.
+struct WeightGrad {
+    k: usize,
+    stride: usize,
+}
+
+impl CustomOp2 for WeightGrad {
+    fn name(&self) -> &'static str {
+        "depthwise-conv-weight-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (_, c, h, w) = l1.shape().dims4()?;
+        let x = cpu_slice(s1, l1, "depthwise input")?;
+        let dy = cpu_slice(s2, l2, "depthwise gradient")?;
+        let plane = Plane::new(h, w, self.k, self.stride);
+        Ok((
+            CpuStorage::F32(plane.backward_weight_all(x, dy, c)),
+            Shape::from((c, 1, self.k, self.k)),
+        ))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use super::cuda;
+        let d = gpu_dims(l1.dims(), self.k, self.stride);
+        let dev = cuda::device(s1);
+        let x = cuda::view(s1, l1, "depthwise input")?;
+        let dy = cuda::view(s2, l2, "depthwise gradient")?;
+        let dw = cuda::dw_weight_grad(dev, &x, &dy, d)?;
+        Ok((cuda::storage(dw, dev), Shape::from((d.c, 1, d.k, d.k))))
     }
 }

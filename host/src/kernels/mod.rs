@@ -6,8 +6,9 @@
 //! candle-nn's batch norm is a chain of a dozen tensor ops. Even with single-layer kernels, candle's
 //! backward gives every graph edge a zeroed gradient that the edge's gradient is then added to, so a
 //! training step of a stand-alone network ran at half PyTorch's speed; `block` runs a whole candidate block
-//! as one op. The kernels work on whole planes with rayon. On other devices (CUDA) the callers fall back to
-//! the stock ops, so the same network code runs everywhere.
+//! as one op. The kernels work on whole planes with rayon. With the `cuda` feature, depthwise convolution
+//! and batch norm have GPU kernels too (`cuda/kernels.cu`, launched from `cuda.rs`); on a GPU the block
+//! runs layer by layer through them, and the 1x1 convolutions and the mix use candle's stock ops.
 
 /// Defines a function whose body is compiled twice, for the baseline target and with AVX2 and FMA, and
 /// picks the second at run time when the CPU has them (std caches the check). The plane loops then run
@@ -58,6 +59,8 @@ pub fn portable_forced() -> bool {
 
 mod batchnorm;
 mod block;
+#[cfg(feature = "cuda")]
+mod cuda;
 mod dense;
 mod depthwise;
 mod mix;

@@ -63,6 +63,12 @@ pub struct EpochMetrics {
     pub entropy: f64,
     pub seconds: f64,
     pub images_per_second: f64,
+    /// Seconds the weight steps waited for their batches (a training step idle for data).
+    #[serde(default)]
+    pub data_wait_s: f64,
+    /// Images per second the loader's threads could build (see `data::LoaderStats`).
+    #[serde(default)]
+    pub loader_images_per_second: f64,
     /// τ at the end of the epoch (per-step annealing moves it within the epoch).
     #[serde(default)]
     pub tau_end: f64,
@@ -98,6 +104,8 @@ pub struct Progress {
     pub tau: f64,
     /// The last report of the epoch.
     pub end_of_epoch: bool,
+    /// With the last report: how the data side kept up with the weight steps.
+    pub data: Option<data::LoaderStats>,
 }
 
 /// What the checkpoint's JSON half holds (the tensors are in safetensors files beside it).
@@ -677,7 +685,7 @@ pub fn search(
         let mut lat_now = table.expected_us(&st.probs()?);
         let (mut train, mut theta, mut lr) = (Tally::default(), Tally::default(), cfg.lr);
         let mut tau = cfg.tau_at(epoch, st.weight_steps, total_steps);
-        let loader = data::batches(
+        let mut loader = data::batches(
             data.source.clone(),
             &data.weights,
             &data.train,
@@ -688,7 +696,8 @@ pub fn search(
             ThetaSchedule::Phase => "weights",
             ThetaSchedule::Interleaved | ThetaSchedule::Joint => "search",
         };
-        for (step, batch) in loader.enumerate() {
+        for step in 0..steps {
+            let Some(batch) = loader.next() else { break };
             stop_if_cancelled(cancel, epoch, run)?;
             let batch = batch_tensors(batch?, device)?;
             lr = Schedule::Cosine.lr(cfg.lr, epoch, st.weight_steps, total_steps);
@@ -726,8 +735,11 @@ pub fn search(
                 expected_latency_us: lat_now,
                 tau,
                 end_of_epoch: interleaved && step + 1 == steps,
+                data: (interleaved && step + 1 == steps).then(|| loader.stats()),
             });
         }
+        let fed = loader.stats();
+        drop(loader);
         if !interleaved {
             // the paper's phase: one pass over θ's split (while frozen, only evaluated); the joint
             // schedule's held-out evaluation of the super net
@@ -751,6 +763,7 @@ pub fn search(
                     expected_latency_us: lat_now,
                     tau,
                     end_of_epoch: step + 1 == theta_per_pass,
+                    data: (step + 1 == theta_per_pass).then_some(fed),
                 });
             }
         }
@@ -770,6 +783,8 @@ pub fn search(
             entropy: mean_entropy(&probs),
             seconds,
             images_per_second: (train.seen + theta.seen) as f64 / seconds,
+            data_wait_s: fed.waited_s,
+            loader_images_per_second: fed.images_per_second,
             tau_end: tau,
             theta_steps: st.adam.steps,
             layer_entropy: probs.iter().map(|p| entropy(p)).collect(),

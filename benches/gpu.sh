@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The GPU check, one script for one call on a GPU machine (CUDA 13 driver, PyTorch with CUDA, no Rust):
+# the CUDA kernel tests, then training speed of fbnet against PyTorch eager on the same GPU, identical
+# networks (PyTorch's built from the description fbnet prints), fp32 without TF32, seeded random data:
+#   1. the super net of the paper's 224 space (all nine candidates in each of 22 layers), batch 64;
+#   2. FBNet-B of that space, batch 128.
+# GPU memory is the peak of nvidia-smi's memory.used sampled every 100 ms while the process runs (the
+# same for both frameworks: the whole process's device memory, context included). Ends with the paper's
+# search time at the measured super-net rate: 90 epochs over 100 ImageNet classes (about 128,000 images,
+# 80% through weight steps and 20% through θ steps, each a forward and backward pass).
+#
+#   benches/gpu-build.sh            # here, where Rust is: builds gpu-bundle/
+#   benches/gpu.sh                  # there, from the repository root, gpu-bundle/ carried along
+#
+# BATCH_SUPER, BATCH_B, STEPS (default 64, 128, 5). Prints everything; writes the table to $OUT when set.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bundle=${BUNDLE:-gpu-bundle}
+steps=${STEPS:-5}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+py=$(command -v python3)
+libs=$(find /opt/torch/.venv /usr/local/lib/python3* -path '*nvidia*' -name 'lib*.so*' -printf '%h\n' 2>/dev/null |
+    sort -u | paste -sd:)
+export LD_LIBRARY_PATH="/usr/local/nvidia/lib64${libs:+:$libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+for f in fbnet train_step cuda_kernels; do
+    "$py" -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
+        "$bundle/$f.xz" "$work/$f" && chmod +x "$work/$f" || { echo "no $bundle/$f.xz: run benches/gpu-build.sh" >&2; exit 1; }
+done
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+"$py" -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))'
+
+echo "== CUDA kernels against the CPU kernels"
+timeout 300 "$work/cuda_kernels" gpu_ --test-threads=1 2>&1 | tail -n 25
+
+echo "== training speed"
+# runs "$@" while sampling the GPU's memory; prints the command's last output line, then the peak MiB
+sampled() {
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$work/mem" 2>/dev/null &
+    local sampler=$! line
+    line=$("$@" 2>"$work/err" | tail -n 1)
+    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
+    [ -n "$line" ] || { echo "failed: $*" >&2; tail -n 20 "$work/err" >&2; }
+    echo "$line"
+    sort -n "$work/mem" | tail -n 1
+}
+field() { "$py" -c 'import json, sys; print(json.loads(sys.argv[2]).get(sys.argv[1], "nan"))' "$1" "$2"; }
+"$work/fbnet" space show --space fbnet-224 --json >"$work/space.json"
+table="| case | batch | fbnet img/s | PyTorch img/s | fbnet / PyTorch | GPU MiB fbnet / PyTorch |
+|---|---|---|---|---|---|"
+super_rate=nan
+for c in "super net, 224 space|${BATCH_SUPER:-64}|" "FBNet-B, 224|${BATCH_B:-128}|--builtin fbnet-b"; do
+    IFS='|' read -r name batch extra <<<"$c"
+    # shellcheck disable=SC2086
+    "$work/train_step" "$work/space.json" $extra --describe >"$work/desc.json"
+    # shellcheck disable=SC2086
+    mapfile -t a < <(sampled timeout 240 "$work/train_step" "$work/space.json" $extra --device cuda \
+        --batch "$batch" --steps "$steps" --warmup 2)
+    mapfile -t b < <(sampled timeout 240 "$py" benches/torch_train_step.py "$work/desc.json" --device cuda \
+        --batch "$batch" --steps "$steps" --warmup 2 --threads 16)
+    echo "$name fbnet: ${a[0]:-}"
+    echo "$name torch: ${b[0]:-}"
+    ours=$(field images_per_s "${a[0]:-{\}}"); theirs=$(field images_per_s "${b[0]:-{\}}")
+    [ "$name" = "super net, 224 space" ] && super_rate=$ours
+    table+=$'\n'$("$py" -c 'import sys; o, t = float(sys.argv[3]), float(sys.argv[4])
+print(f"| {sys.argv[1]} | {sys.argv[2]} | {o:.1f} | {t:.1f} | {o / t:.3f}x | {sys.argv[5]} / {sys.argv[6]} |")' \
+        "$name" "$batch" "$ours" "$theirs" "${a[1]:-nan}" "${b[1]:-nan}")
+done
+echo "$table"
+"$py" -c 'import sys; r = float(sys.argv[1])
+print(f"paper search (90 epochs x 128,000 images) at {r:.1f} img/s: {90 * 128000 / r / 3600:.1f} hours on this GPU")' "$super_rate"
+[ -n "${OUT:-}" ] && echo "$table" >"$OUT/gpu-table.md"
+exit 0
