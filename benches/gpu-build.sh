@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds what benches/gpu.sh runs on a GPU machine, with the `cuda` feature, into gpu-bundle/ (ignored by
 # git): the fbnet binary, the train_step example and the CUDA kernel tests, stripped and xz-compressed
-# (about 6 MB each; the device tool carries at most 64 MiB with the tree). Run it where you build:
+# (about 6 MB each; the device tool carries at most 64 MiB with the tree), and a quick fp32 latency table
+# of the 224 space at 10 classes for its end-to-end run (profiled here with the CPU build and ONNX
+# Runtime, which the GPU machine's image lacks for us). Run it where you build:
 #
 #   benches/gpu-build.sh        # nvcc on the PATH (a CUDA toolkit), or our GPU-less machines, where it
 #                               # sources ../shared/tools/cuda-build-env.sh (CUDA 13.0 from PyPI wheels)
@@ -34,4 +36,8 @@ for pair in "fbnet:$CARGO_TARGET_DIR/release/fbnet" "train_step:$CARGO_TARGET_DI
     strip -o "gpu-bundle/$name" "${pair#*:}"
     xz -f -T0 -6 "gpu-bundle/$name"
 done
+CARGO_TARGET_DIR=target cargo build --release --locked -q -p fbnet --bin fbnet
+[ -f gpu-bundle/fbnet-224-c10.json ] ||
+    target/release/fbnet profile --space fbnet-224 --classes 10 --dtype fp32 --quick \
+        --out gpu-bundle/fbnet-224-c10.json
 ls -l gpu-bundle

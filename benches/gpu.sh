@@ -7,16 +7,23 @@
 # GPU memory is the peak of nvidia-smi's memory.used sampled every 100 ms while the process runs (the
 # same for both frameworks: the whole process's device memory, context included). Ends with the paper's
 # search time at the measured super-net rate: 90 epochs over 100 ImageNet classes (about 128,000 images,
-# 80% through weight steps and 20% through θ steps, each a forward and backward pass).
+# 80% through weight steps and 20% through θ steps, each a forward and backward pass). Then end to end on
+# a synthetic ImageNet-layout folder (benches/make_image_folder.py; the machine reaches no data) with the
+# 224 space at 10 classes (the bundle's quick fp32 table): the same short search on the CPU and on the GPU
+# (their first-epoch losses must agree), a GPU search interrupted after its first epoch and resumed, and
+# `fbnet train` of its result on the GPU.
 #
 #   benches/gpu-build.sh            # here, where Rust is: builds gpu-bundle/
 #   benches/gpu.sh                  # there, from the repository root, gpu-bundle/ carried along
 #
 # BATCH_SUPER, BATCH_B, STEPS (default 64, 128, 5). Prints everything; writes the table to $OUT when set.
+# DEVICE=cpu with a bundle of CPU builds rehearses the script on a machine without a GPU (with small
+# BATCH_SUPER, BATCH_B, STEPS, E2E_IMAGES per class and E2E_BATCH).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bundle=${BUNDLE:-gpu-bundle}
 steps=${STEPS:-5}
+dev=${DEVICE:-cuda}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 py=$(command -v python3)
@@ -28,10 +35,14 @@ for f in fbnet train_step cuda_kernels; do
         "$bundle/$f.xz" "$work/$f" && chmod +x "$work/$f" || { echo "no $bundle/$f.xz: run benches/gpu-build.sh" >&2; exit 1; }
 done
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-"$py" -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))'
+"$py" -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))'
 
 echo "== CUDA kernels against the CPU kernels"
 timeout 300 "$work/cuda_kernels" gpu_ --test-threads=1 2>&1 | tail -n 25
+if command -v compute-sanitizer >/dev/null; then
+    echo "== the same under compute-sanitizer (out-of-bounds accesses)"
+    timeout 180 compute-sanitizer --tool memcheck "$work/cuda_kernels" gpu_ --test-threads=1 2>&1 | tail -n 8
+fi
 
 echo "== training speed"
 # runs "$@" while sampling the GPU's memory; prints the command's last output line, then the peak MiB
@@ -54,9 +65,9 @@ for c in "super net, 224 space|${BATCH_SUPER:-64}|" "FBNet-B, 224|${BATCH_B:-128
     # shellcheck disable=SC2086
     "$work/train_step" "$work/space.json" $extra --describe >"$work/desc.json"
     # shellcheck disable=SC2086
-    mapfile -t a < <(sampled timeout 240 "$work/train_step" "$work/space.json" $extra --device cuda \
+    mapfile -t a < <(sampled timeout 240 "$work/train_step" "$work/space.json" $extra --device "$dev" \
         --batch "$batch" --steps "$steps" --warmup 2)
-    mapfile -t b < <(sampled timeout 240 "$py" benches/torch_train_step.py "$work/desc.json" --device cuda \
+    mapfile -t b < <(sampled timeout 240 "$py" benches/torch_train_step.py "$work/desc.json" --device "$dev" \
         --batch "$batch" --steps "$steps" --warmup 2 --threads 16)
     echo "$name fbnet: ${a[0]:-}"
     echo "$name torch: ${b[0]:-}"
@@ -70,4 +81,31 @@ echo "$table"
 "$py" -c 'import sys; r = float(sys.argv[1])
 print(f"paper search (90 epochs x 128,000 images) at {r:.1f} img/s: {90 * 128000 / r / 3600:.1f} hours on this GPU")' "$super_rate"
 [ -n "${OUT:-}" ] && echo "$table" >"$OUT/gpu-table.md"
+
+echo "== end to end: search and train on an image folder, 224 space, 10 classes"
+"$py" benches/make_image_folder.py "$work/images" --classes 10 --train "${E2E_IMAGES:-40}" --val 10 --size 160
+lut="$bundle/fbnet-224-c10.json"
+search=("$work/fbnet" search --lut "$lut" --dtype fp32 --data "$work/images" --batch-size "${E2E_BATCH:-32}" --seed 1)
+last_ce() { "$py" -c 'import json, sys; m = [json.loads(l) for l in open(sys.argv[1])]
+print(m[int(sys.argv[2])]["train_ce"], m[-1]["images_per_second"], m[-1].get("data_wait_s"), m[-1].get("loader_images_per_second"))' "$@"; }
+for d in "$dev" cpu; do
+    timeout 180 "${search[@]}" --epochs 1 --device "$d" --out "$work/s-$d" >"$work/s-$d.log" 2>&1 ||
+        { echo "search on $d failed:"; tail -n 15 "$work/s-$d.log"; }
+    echo "search on $d, epoch 1: train CE, img/s, data wait s, loader img/s: $(last_ce "$work/s-$d/metrics.jsonl" 0 2>&1)"
+    [ "$d" = cpu ] && break
+done
+# interrupted after its first epoch (SIGINT, as Ctrl-C), then resumed to its third
+timeout 300 "${search[@]}" --epochs 3 --device "$dev" --out "$work/r" >"$work/r.log" 2>&1 &
+runner=$!
+for _ in $(seq 600); do
+    [ "$(wc -l <"$work/r/metrics.jsonl" 2>/dev/null || echo 0)" -ge 1 ] && break
+    sleep 0.2
+done
+kill -INT "$runner" 2>/dev/null; wait "$runner"; echo "interrupted with $(wc -l <"$work/r/metrics.jsonl") epoch(s) written"
+timeout 300 "$work/fbnet" search --resume "$work/r" --device "$dev" >>"$work/r.log" 2>&1 || tail -n 15 "$work/r.log"
+echo "resumed: $(wc -l <"$work/r/metrics.jsonl") epochs written; $(grep -c '^epoch' "$work/r.log") epoch lines"
+grep '^epoch\|^warning\|^decided' "$work/r.log"
+timeout 240 "$work/fbnet" train "$work/r" --data "$work/images" --epochs 2 --batch-size "${E2E_BATCH:-32}" --device "$dev" \
+    --out "$work/t" >"$work/t.log" 2>&1 || { echo "train failed:"; tail -n 15 "$work/t.log"; }
+grep '^epoch\|top-1' "$work/t.log" | tail -n 4
 exit 0

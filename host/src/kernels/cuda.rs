@@ -217,10 +217,11 @@ pub(super) fn bn_backward(
     // dx in front, then the sums land straight in their place as [dγ | dβ]; the kernels write through
     // views of one buffer at disjoint ranges (`sums` is not restrict-qualified in kernels.cu)
     let out = unsafe { dev.alloc::<f32>(len + 2 * c) }?;
-    let sums = out.slice(len..len + 2 * c);
-    launch!(dev, "fbnet_sum_rows", 2 * c; &partial, &sums, &c2, &pi);
-    launch!(dev, "fbnet_bn_input_grad", len;
-        x, y, dy, &mean_d, &inv_d, gamma, &sums, &out, &ni, &ci, &pli, &relui);
-    drop(sums);
+    {
+        let sums = out.slice(len..len + 2 * c);
+        launch!(dev, "fbnet_sum_rows", 2 * c; &partial, &sums, &c2, &pi);
+        launch!(dev, "fbnet_bn_input_grad", len;
+            x, y, dy, &mean_d, &inv_d, gamma, &sums, &out, &ni, &ci, &pli, &relui);
+    }
     Ok(out)
 }
