@@ -5,7 +5,7 @@
 //! residual add when shapes allow; parameters carry the same names.
 
 use anyhow::Result;
-use candle_core::{D, Tensor, Var};
+use candle_core::{D, DType, Tensor, Var};
 use mobile_core::onnx::network::shuffle_indices;
 use mobile_core::ops::mid_channels;
 use mobile_core::{Block, LayerSpec};
@@ -84,22 +84,20 @@ impl BatchNorm {
 
     /// Blends a training batch's statistics into the running averages (PyTorch's momentum, and its
     /// unbiased variance).
+    /// On the statistics' device, in f64 as `(1 − m)·old + (m·scale)·batch` rounded once to f32, so a
+    /// GPU's queue is never stalled for them and the CPU's results stay what they were.
     fn record(&self, stats: BatchStats) -> Result<()> {
         let unbias = stats.count as f64 / (stats.count.max(2) - 1) as f64;
-        let blend = |var: &Var, batch: Vec<f32>, scale: f64| -> Result<()> {
-            let old: Vec<f32> = var.as_tensor().to_vec1()?;
-            let new: Vec<f32> = old
-                .iter()
-                .zip(&batch)
-                .map(|(&o, &b)| {
-                    ((1.0 - BN_MOMENTUM) * o as f64 + BN_MOMENTUM * scale * b as f64) as f32
-                })
-                .collect();
-            var.set(&Tensor::from_vec(new, old.len(), var.device())?)?;
-            Ok(())
+        let blend = |var: &Var, batch: &Tensor, scale: f64| -> Result<()> {
+            let old = var.as_tensor().to_dtype(DType::F64)?;
+            let new = (old.affine(1.0 - BN_MOMENTUM, 0.0)?
+                + batch
+                    .to_dtype(DType::F64)?
+                    .affine(BN_MOMENTUM * scale, 0.0)?)?;
+            Ok(var.set(&new.to_dtype(DType::F32)?)?)
         };
-        blend(&self.running_mean, stats.mean, 1.0)?;
-        blend(&self.running_var, stats.var, unbias)
+        blend(&self.running_mean, &stats.mean, 1.0)?;
+        blend(&self.running_var, &stats.var, unbias)
     }
 
     pub fn forward(&self, x: &Tensor, relu: bool, train: bool) -> Result<Tensor> {

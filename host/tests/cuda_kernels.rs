@@ -142,8 +142,8 @@ impl BatchNorm {
         let grads = y.mul(&dy).unwrap().sum_all().unwrap().backward().unwrap();
         [
             flat(&y),
-            stats.mean,
-            stats.var,
+            stats.mean.to_vec1().unwrap(),
+            stats.var.to_vec1().unwrap(),
             flat(grads.get(&x).unwrap()),
             flat(grads.get(&g).unwrap()),
             flat(grads.get(&b).unwrap()),

@@ -4,19 +4,40 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
 use super::{cpu_slice, sum, sum_sq_dev, with_cpu_data};
 
-/// The statistics of the batch a training-mode batch norm normalised with, for the running averages.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// The statistics of the batch a training-mode batch norm normalised with, for the running averages:
+/// vectors on the input's device. On a GPU they stay there: reading them on the host would stall the
+/// GPU's queue once per batch norm, some 600 times a super-net step.
+#[derive(Clone, Debug)]
 pub struct BatchStats {
-    pub mean: Vec<f32>,
+    pub mean: Tensor,
     /// Biased variance (what the batch was normalised with).
-    pub var: Vec<f32>,
+    pub var: Tensor,
     /// Values per channel (batch × height × width), to unbias the variance.
     pub count: usize,
+}
+
+/// [`BatchStats`] as the CPU kernels compute them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct HostStats {
+    pub mean: Vec<f32>,
+    pub var: Vec<f32>,
+    pub count: usize,
+}
+
+impl HostStats {
+    pub(super) fn to_device(&self, dev: &Device) -> Result<BatchStats> {
+        let c = self.mean.len();
+        Ok(BatchStats {
+            mean: Tensor::from_slice(&self.mean, c, dev)?,
+            var: Tensor::from_slice(&self.var, c, dev)?,
+            count: self.count,
+        })
+    }
 }
 
 /// `relu?((x − μ_B) / √(σ²_B + ε) · γ + β)` over `x` `[n, c, …]` with the batch's per-channel statistics,
@@ -46,18 +67,42 @@ pub fn batch_norm_train(
     let y = x
         .contiguous()?
         .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
-    let stats = match saved.lock() {
-        Ok(s) => s.stats.clone(),
-        Err(_) => bail!("batch norm: statistics lost"),
+    let stats = match &*saved.lock().map_err(|_| lost())? {
+        Saved::Host { stats, .. } => stats.to_device(x.device())?,
+        #[cfg(feature = "cuda")]
+        Saved::Device {
+            mean, var, count, ..
+        } => BatchStats {
+            mean: mean.clone(),
+            var: var.clone(),
+            count: *count,
+        },
+        Saved::Nothing => bail!("batch norm: the forward pass left nothing"),
     };
     Ok((y, stats))
 }
 
-/// What the forward pass leaves for the backward pass and the caller.
+fn lost() -> candle_core::Error {
+    candle_core::Error::Msg("batch norm: statistics lost".into())
+}
+
+/// What the forward pass leaves for the backward pass and the caller: the statistics and `1/σ`, on the
+/// host from the CPU kernel, on the GPU from the GPU kernels.
 #[derive(Debug, Default)]
-struct Saved {
-    stats: BatchStats,
-    inv_std: Vec<f32>,
+enum Saved {
+    #[default]
+    Nothing,
+    Host {
+        stats: HostStats,
+        inv_std: Vec<f32>,
+    },
+    #[cfg(feature = "cuda")]
+    Device {
+        mean: Tensor,
+        var: Tensor,
+        inv_std: Tensor,
+        count: usize,
+    },
 }
 
 struct FusedBn {
@@ -68,10 +113,7 @@ struct FusedBn {
 
 impl FusedBn {
     fn saved(&self) -> Result<std::sync::MutexGuard<'_, Saved>> {
-        match self.saved.lock() {
-            Ok(s) => Ok(s),
-            Err(_) => bail!("batch norm: statistics lost"),
-        }
+        self.saved.lock().map_err(|_| lost())
     }
 }
 
@@ -82,11 +124,7 @@ pub(super) fn split_dims(dims: &[usize]) -> (usize, usize, usize) {
 
 /// The per-channel statistics of `x` `[n, c, plane]` (mean and biased variance, two passes in f64 over
 /// each channel's n planes) and `1/√(σ² + ε)`.
-fn batch_stats(
-    x: &[f32],
-    (n, c, plane): (usize, usize, usize),
-    eps: f64,
-) -> (BatchStats, Vec<f32>) {
+fn batch_stats(x: &[f32], (n, c, plane): (usize, usize, usize), eps: f64) -> (HostStats, Vec<f32>) {
     let count = n * plane;
     let (mean, var): (Vec<f32>, Vec<f32>) = (0..c)
         .into_par_iter()
@@ -103,7 +141,7 @@ fn batch_stats(
         .iter()
         .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
         .collect();
-    (BatchStats { mean, var, count }, inv_std)
+    (HostStats { mean, var, count }, inv_std)
 }
 
 /// Training-mode batch norm of `x` `[n, c, plane]` with its own batch's statistics:
@@ -116,7 +154,7 @@ pub(super) fn normalise(
     eps: f64,
     relu: bool,
     residual: Option<&[f32]>,
-) -> (Vec<f32>, BatchStats, Vec<f32>) {
+) -> (Vec<f32>, HostStats, Vec<f32>) {
     let (_, c, plane) = dims;
     let (stats, inv_std) = batch_stats(x, dims, eps);
     let mut y = vec![0f32; x.len()];
@@ -250,9 +288,7 @@ impl CustomOp3 for FusedBn {
         let beta = cpu_slice(s3, l3, "batch norm shift")?;
         let dims = split_dims(l1.dims());
         let (y, stats, inv_std) = normalise(x, dims, (gamma, beta), self.eps, self.relu, None);
-        let mut saved = self.saved()?;
-        saved.stats = stats;
-        saved.inv_std = inv_std;
+        *self.saved()? = Saved::Host { stats, inv_std };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -273,13 +309,13 @@ impl CustomOp3 for FusedBn {
         let beta = cuda::view(s3, l3, "batch norm shift")?;
         let dims = split_dims(l1.dims());
         let out = cuda::bn_forward(dev, &x, (&gamma, &beta), dims, self.eps, self.relu)?;
-        let mut saved = self.saved()?;
-        saved.stats = BatchStats {
-            mean: out.mean,
-            var: out.var,
+        let vector = |s| cuda::vector(s, dev, dims.1);
+        *self.saved()? = Saved::Device {
+            mean: vector(out.mean),
+            var: vector(out.var),
+            inv_std: vector(out.inv_std),
             count: dims.0 * dims.2,
         };
-        saved.inv_std = out.inv_std;
         Ok((cuda::storage(out.y, dev), l1.shape().clone()))
     }
 
@@ -294,12 +330,12 @@ impl CustomOp3 for FusedBn {
         let dims = split_dims(x.dims());
         let saved = self.saved()?;
         #[cfg(feature = "cuda")]
-        if x.device().is_cuda() {
+        if let Saved::Device { mean, inv_std, .. } = &*saved {
             let (len, c) = (x.elem_count(), dims.1);
             let op = GpuBackward {
                 gamma: gamma.contiguous()?,
-                mean: saved.stats.mean.clone(),
-                inv_std: saved.inv_std.clone(),
+                mean: mean.clone(),
+                inv_std: inv_std.clone(),
                 relu: self.relu,
             };
             let packed = x
@@ -311,6 +347,9 @@ impl CustomOp3 for FusedBn {
                 Some(packed.narrow(0, len + c, c)?),
             ));
         }
+        let Saved::Host { stats, inv_std } = &*saved else {
+            bail!("batch norm: the backward pass found no statistics of its forward pass")
+        };
         let (gammas, betas): (Vec<f32>, Vec<f32>) = (gamma.to_vec1()?, beta.to_vec1()?);
         let mut g: Vec<f32> = grad.flatten_all()?.to_vec1()?;
         let (dgamma, dbeta) = with_cpu_data(x, "batch norm input", |xs| {
@@ -320,8 +359,8 @@ impl CustomOp3 for FusedBn {
                 dims,
                 &gammas,
                 &betas,
-                &saved.stats.mean,
-                &saved.inv_std,
+                &stats.mean,
+                inv_std,
                 self.relu,
             )
         })?;
@@ -339,8 +378,8 @@ impl CustomOp3 for FusedBn {
 #[cfg(feature = "cuda")]
 struct GpuBackward {
     gamma: Tensor,
-    mean: Vec<f32>,
-    inv_std: Vec<f32>,
+    mean: Tensor,
+    inv_std: Tensor,
     relu: bool,
 }
 
@@ -380,15 +419,24 @@ impl CustomOp3 for GpuBackward {
             cuda::view(s3, l3, "batch norm gradient")?,
         );
         let (gs, gl) = self.gamma.storage_and_layout();
-        let candle_core::Storage::Cuda(gs) = &*gs else {
-            bail!("batch norm: the scale is not on the GPU")
+        let (ms, ml) = self.mean.storage_and_layout();
+        let (is, il) = self.inv_std.storage_and_layout();
+        let (
+            candle_core::Storage::Cuda(gs),
+            candle_core::Storage::Cuda(ms),
+            candle_core::Storage::Cuda(is),
+        ) = (&*gs, &*ms, &*is)
+        else {
+            bail!("batch norm: the scale or the statistics are not on the GPU")
         };
-        let gamma = cuda::view(gs, gl, "batch norm scale")?;
         let out = cuda::bn_backward(
             dev,
             (&x, &y, &dy),
-            &gamma,
-            (&self.mean, &self.inv_std),
+            &cuda::view(gs, gl, "batch norm scale")?,
+            (
+                &cuda::view(ms, ml, "batch norm mean")?,
+                &cuda::view(is, il, "batch norm 1/σ")?,
+            ),
             dims,
             self.relu,
         )?;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::batchnorm::{BatchStats, normalise, normalise_backward};
+use super::batchnorm::{BatchStats, HostStats, normalise, normalise_backward};
 use super::depthwise::Plane;
 use super::pointwise::Pointwise;
 use super::{cpu_slice, with_cpu_data};
@@ -104,7 +104,11 @@ pub fn block_train(
     };
     let y = x.contiguous()?.apply_op2(&flat, op)?;
     let stats = match &*saved.lock().map_err(|_| lost())? {
-        Some(s) => s.bn.iter().map(|(stats, _)| stats.clone()).collect(),
+        Some(s) => {
+            s.bn.iter()
+                .map(|(stats, _)| stats.to_device(x.device()))
+                .collect::<Result<_>>()?
+        }
         None => bail!("block: the forward pass left nothing"),
     };
     Ok((y, stats))
@@ -127,7 +131,7 @@ struct Saved {
     /// Projection output before BN.
     a3: Vec<f32>,
     /// Statistics and 1/σ of each batch norm, in order.
-    bn: Vec<(BatchStats, Vec<f32>)>,
+    bn: Vec<(HostStats, Vec<f32>)>,
 }
 
 struct FusedBlock {

@@ -31,6 +31,16 @@ pub(super) fn storage(slice: CudaSlice<f32>, dev: &CudaDevice) -> CudaStorage {
     CudaStorage::wrap_cuda_slice(slice, dev.clone())
 }
 
+/// A result buffer of `len` values as a vector tensor of `dev` (statistics the caller keeps).
+pub(super) fn vector(slice: CudaSlice<f32>, dev: &CudaDevice, len: usize) -> candle_core::Tensor {
+    candle_core::Tensor::from_storage(
+        candle_core::Storage::Cuda(storage(slice, dev)),
+        len,
+        candle_core::op::BackpropOp::none(),
+        false,
+    )
+}
+
 /// The device of a storage.
 pub(super) fn device(s: &CudaStorage) -> &CudaDevice {
     s.device()
@@ -143,13 +153,13 @@ pub(super) fn dw_weight_grad(
     Ok(dw)
 }
 
-/// What a training-mode batch norm's forward pass gives: the output and, on the host, the batch's mean,
-/// biased variance and `1/√(σ² + ε)` (the running averages and the backward pass use them there).
+/// What a training-mode batch norm's forward pass gives: the output and the batch's mean, biased
+/// variance and `1/√(σ² + ε)`, all on the device.
 pub(super) struct BnForward {
     pub y: CudaSlice<f32>,
-    pub mean: Vec<f32>,
-    pub var: Vec<f32>,
-    pub inv_std: Vec<f32>,
+    pub mean: CudaSlice<f32>,
+    pub var: CudaSlice<f32>,
+    pub inv_std: CudaSlice<f32>,
 }
 
 /// Batch norm of `x` `[n, c, plane]` with its own batch's statistics, then the ReLU when `relu`.
@@ -180,9 +190,9 @@ pub(super) fn bn_forward(
         x, &mean, &inv_std, gamma, beta, &y, &ni, &ci, &pli, &relui);
     Ok(BnForward {
         y,
-        mean: dev.clone_dtoh(&mean)?,
-        var: dev.clone_dtoh(&var)?,
-        inv_std: dev.clone_dtoh(&inv_std)?,
+        mean,
+        var,
+        inv_std,
     })
 }
 
@@ -193,15 +203,11 @@ pub(super) fn bn_backward(
     dev: &CudaDevice,
     (x, y, dy): (&CudaView<f32>, &CudaView<f32>, &CudaView<f32>),
     gamma: &CudaView<f32>,
-    (mean, inv_std): (&[f32], &[f32]),
+    (mean_d, inv_d): (&CudaView<f32>, &CudaView<f32>),
     (n, c, plane): (usize, usize, usize),
     relu: bool,
 ) -> Result<CudaSlice<f32>> {
     let p = parts(n * plane);
-    let mut stats = unsafe { dev.alloc::<f32>(2 * c) }?;
-    dev.memcpy_htod(mean, &mut stats.slice_mut(0..c))?;
-    dev.memcpy_htod(inv_std, &mut stats.slice_mut(c..2 * c))?;
-    let (mean_d, inv_d) = (stats.slice(0..c), stats.slice(c..2 * c));
     let partial = unsafe { dev.alloc::<f32>(2 * c * p) }?;
     let (ni, ci, c2, pli, pi, relui) = (
         int(n)?,
@@ -212,7 +218,7 @@ pub(super) fn bn_backward(
         relu as i32,
     );
     launch!(dev, "fbnet_bn_grad_partial", c * p;
-        x, y, dy, &mean_d, &inv_d, &partial, &ni, &ci, &pli, &relui, &pi);
+        x, y, dy, mean_d, inv_d, &partial, &ni, &ci, &pli, &relui, &pi);
     let len = n * c * plane;
     // dx in front, then the sums land straight in their place as [dγ | dβ]; the kernels write through
     // views of one buffer at disjoint ranges (`sums` is not restrict-qualified in kernels.cu)
@@ -221,7 +227,7 @@ pub(super) fn bn_backward(
         let sums = out.slice(len..len + 2 * c);
         launch!(dev, "fbnet_sum_rows", 2 * c; &partial, &sums, &c2, &pi);
         launch!(dev, "fbnet_bn_input_grad", len;
-            x, y, dy, &mean_d, &inv_d, gamma, &sums, &out, &ni, &ci, &pli, &relui);
+            x, y, dy, mean_d, inv_d, gamma, &sums, &out, &ni, &ci, &pli, &relui);
     }
     Ok(out)
 }
