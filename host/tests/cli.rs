@@ -200,6 +200,21 @@ fn search_refuses_bad_input_naming_the_problem() {
         d,
     );
     assert!(err.contains("--tau-end"), "{err}");
+    // a device this build cannot use is named, with what to do, before any run folder is made
+    let table = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tables/fbnet-small-r28-w0.25-i1-amd-epyc-t1.json"
+    );
+    if !cfg!(feature = "cuda") {
+        let err = fails(&["search", "--lut", table, "--device", "cuda"], d);
+        assert!(
+            err.contains("--device cuda") && err.contains("--features cuda"),
+            "{err}"
+        );
+    }
+    let err = fails(&["search", "--lut", table, "--device", "tpu"], d);
+    assert!(err.contains("expected cpu or cuda"), "{err}");
+    assert!(!d.join("runs").exists(), "a run folder was made");
     let err = fails(&["report", "no-such-run"], d);
     assert!(
         err.contains("no-such-run") && err.contains("not a search run folder"),
