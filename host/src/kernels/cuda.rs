@@ -109,30 +109,24 @@ impl DwDims {
     }
 }
 
-pub(super) fn dw_forward(
+/// The forward pass (`a` = x; one thread per output value) or, with `input_grad`, the input gradient
+/// (`a` = dy; one thread per input value, gathering from the outputs it fed).
+pub(super) fn dw_values(
     dev: &CudaDevice,
-    x: &CudaView<f32>,
+    input_grad: bool,
+    a: &CudaView<f32>,
     wt: &CudaView<f32>,
     d: DwDims,
 ) -> Result<CudaSlice<f32>> {
-    let items = d.n * d.c * d.ho * d.wo;
-    let y = unsafe { dev.alloc::<f32>(items) }?;
+    let (name, items) = if input_grad {
+        ("fbnet_dw_input_grad", d.n * d.c * d.h * d.w)
+    } else {
+        ("fbnet_dw_forward", d.n * d.c * d.ho * d.wo)
+    };
+    let out = unsafe { dev.alloc::<f32>(items) }?;
     let [pl, c, h, w, ho, wo, k, s, _] = d.ints()?;
-    launch!(dev, "fbnet_dw_forward", items; x, wt, &y, &pl, &c, &h, &w, &ho, &wo, &k, &s);
-    Ok(y)
-}
-
-pub(super) fn dw_input_grad(
-    dev: &CudaDevice,
-    dy: &CudaView<f32>,
-    wt: &CudaView<f32>,
-    d: DwDims,
-) -> Result<CudaSlice<f32>> {
-    let items = d.n * d.c * d.h * d.w;
-    let dx = unsafe { dev.alloc::<f32>(items) }?;
-    let [pl, c, h, w, ho, wo, k, s, _] = d.ints()?;
-    launch!(dev, "fbnet_dw_input_grad", items; dy, wt, &dx, &pl, &c, &h, &w, &ho, &wo, &k, &s);
-    Ok(dx)
+    launch!(dev, name, items; a, wt, &out, &pl, &c, &h, &w, &ho, &wo, &k, &s);
+    Ok(out)
 }
 
 pub(super) fn dw_weight_grad(

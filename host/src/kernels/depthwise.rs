@@ -18,14 +18,57 @@ pub fn depthwise_conv(x: &Tensor, weight: &Tensor, stride: usize) -> Result<Tens
             weight.dims()
         )
     }
-    x.contiguous()?
-        .apply_op2(&weight.contiguous()?, Depthwise { k, stride })
+    let op = Depthwise {
+        k,
+        stride,
+        pass: Pass::Forward,
+    };
+    x.contiguous()?.apply_op2(&weight.contiguous()?, op)
 }
 
+/// One pass of a depthwise convolution as an op of two tensors: the forward pass (`x`, weight), and the
+/// two gradients its backward pass is made of, themselves ops so that each device runs its own kernels.
 #[derive(Clone, Copy, Debug)]
 struct Depthwise {
     k: usize,
     stride: usize,
+    pass: Pass,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Pass {
+    /// `x` `[n, c, h, w]` and the weight give `y` `[n, c, ho, wo]`.
+    Forward,
+    /// `dy` `[n, c, ho, wo]` and the weight give `dx` `[n, c, h, w]`.
+    InputGrad { h: usize, w: usize },
+    /// `x` and `dy` give `dw` `[c, 1, k, k]`, summed over the images.
+    WeightGrad,
+}
+
+impl Depthwise {
+    /// The input planes' `(n, c, h, w)` for the first argument's dims.
+    fn input(&self, first: &[usize]) -> (usize, usize, usize, usize) {
+        match self.pass {
+            Pass::InputGrad { h, w } => (first[0], first[1], h, w),
+            _ => (first[0], first[1], first[2], first[3]),
+        }
+    }
+
+    fn names(&self) -> [&'static str; 2] {
+        match self.pass {
+            Pass::Forward => ["depthwise input", "depthwise weight"],
+            Pass::InputGrad { .. } => ["depthwise gradient", "depthwise weight"],
+            Pass::WeightGrad => ["depthwise input", "depthwise gradient"],
+        }
+    }
+
+    fn output_shape(&self, (n, c, h, w): (usize, usize, usize, usize), p: &Plane) -> Shape {
+        match self.pass {
+            Pass::Forward => Shape::from((n, c, p.ho, p.wo)),
+            Pass::InputGrad { .. } => Shape::from((n, c, h, w)),
+            Pass::WeightGrad => Shape::from((c, 1, self.k, self.k)),
+        }
+    }
 }
 
 /// The geometry of one plane. The kernels work on a zero-padded copy of the input (no bounds logic in
@@ -420,25 +463,13 @@ fn plane_backward_weight(p: &Plane, x: &[f32], dy: &[f32], dw: &mut [f32]) {
 }
 }
 
-/// The geometry of a depthwise convolution of `x` (`[n, c, h, w]`) at `k` and `s`, for the GPU kernels.
-#[cfg(feature = "cuda")]
-fn gpu_dims(x: &[usize], k: usize, s: usize) -> super::cuda::DwDims {
-    let p = Plane::new(x[2], x[3], k, s);
-    super::cuda::DwDims {
-        n: x[0],
-        c: x[1],
-        h: x[2],
-        w: x[3],
-        ho: p.ho,
-        wo: p.wo,
-        k,
-        s,
-    }
-}
-
 impl CustomOp2 for Depthwise {
     fn name(&self) -> &'static str {
-        "depthwise-conv"
+        match self.pass {
+            Pass::Forward => "depthwise-conv",
+            Pass::InputGrad { .. } => "depthwise-conv-input-grad",
+            Pass::WeightGrad => "depthwise-conv-weight-grad",
+        }
     }
 
     fn cpu_fwd(
@@ -448,14 +479,16 @@ impl CustomOp2 for Depthwise {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = l1.shape().dims4()?;
-        let x = cpu_slice(s1, l1, "depthwise input")?;
-        let wt = cpu_slice(s2, l2, "depthwise weight")?;
+        let dims @ (_, c, h, w) = self.input(l1.dims());
+        let [n1, n2] = self.names();
+        let (a, b) = (cpu_slice(s1, l1, n1)?, cpu_slice(s2, l2, n2)?);
         let plane = Plane::new(h, w, self.k, self.stride);
-        Ok((
-            CpuStorage::F32(plane.forward_all(x, wt, c)),
-            Shape::from((n, c, plane.ho, plane.wo)),
-        ))
+        let out = match self.pass {
+            Pass::Forward => plane.forward_all(a, b, c),
+            Pass::InputGrad { .. } => plane.backward_input_all(a, b, c),
+            Pass::WeightGrad => plane.backward_weight_all(a, b, c),
+        };
+        Ok((CpuStorage::F32(out), self.output_shape(dims, &plane)))
     }
 
     #[cfg(feature = "cuda")]
@@ -467,12 +500,27 @@ impl CustomOp2 for Depthwise {
         l2: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         use super::cuda;
-        let d = gpu_dims(l1.dims(), self.k, self.stride);
+        let dims @ (n, c, h, w) = self.input(l1.dims());
+        let plane = Plane::new(h, w, self.k, self.stride);
+        let d = cuda::DwDims {
+            n,
+            c,
+            h,
+            w,
+            ho: plane.ho,
+            wo: plane.wo,
+            k: self.k,
+            s: self.stride,
+        };
+        let [n1, n2] = self.names();
         let dev = cuda::device(s1);
-        let x = cuda::view(s1, l1, "depthwise input")?;
-        let wt = cuda::view(s2, l2, "depthwise weight")?;
-        let y = cuda::dw_forward(dev, &x, &wt, d)?;
-        Ok((cuda::storage(y, dev), Shape::from((d.n, d.c, d.ho, d.wo))))
+        let (a, b) = (cuda::view(s1, l1, n1)?, cuda::view(s2, l2, n2)?);
+        let out = match self.pass {
+            Pass::Forward => cuda::dw_values(dev, false, &a, &b, d)?,
+            Pass::InputGrad { .. } => cuda::dw_values(dev, true, &a, &b, d)?,
+            Pass::WeightGrad => cuda::dw_weight_grad(dev, &a, &b, d)?,
+        };
+        Ok((cuda::storage(out, dev), self.output_shape(dims, &plane)))
     }
 
     fn bwd(
@@ -482,106 +530,14 @@ impl CustomOp2 for Depthwise {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        if self.pass != Pass::Forward {
+            bail!("{}: no second derivative", self.name())
+        }
         let (_, _, h, w) = x.dims4()?;
-        let (k, stride) = (self.k, self.stride);
+        let pass = |pass| Depthwise { pass, ..*self };
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2(&weight.contiguous()?, InputGrad { k, stride, h, w })?;
-        let dw = x.contiguous()?.apply_op2(&grad, WeightGrad { k, stride })?;
+        let dx = grad.apply_op2(&weight.contiguous()?, pass(Pass::InputGrad { h, w }))?;
+        let dw = x.contiguous()?.apply_op2(&grad, pass(Pass::WeightGrad))?;
         Ok((Some(dx), Some(dw)))
-    }
-}
-
-/// The input gradient of [`Depthwise`]: `dy` `[n, c, ho, wo]` and the weight give `dx` `[n, c, h, w]`.
-struct InputGrad {
-    k: usize,
-    stride: usize,
-    h: usize,
-    w: usize,
-}
-
-impl CustomOp2 for InputGrad {
-    fn name(&self) -> &'static str {
-        "depthwise-conv-input-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (n, c, _, _) = l1.shape().dims4()?;
-        let dy = cpu_slice(s1, l1, "depthwise gradient")?;
-        let wt = cpu_slice(s2, l2, "depthwise weight")?;
-        let plane = Plane::new(self.h, self.w, self.k, self.stride);
-        Ok((
-            CpuStorage::F32(plane.backward_input_all(dy, wt, c)),
-            Shape::from((n, c, self.h, self.w)),
-        ))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        use super::cuda;
-        let (n, c, _, _) = l1.shape().dims4()?;
-        let d = gpu_dims(&[n, c, self.h, self.w], self.k, self.stride);
-        let dev = cuda::device(s1);
-        let dy = cuda::view(s1, l1, "depthwise gradient")?;
-        let wt = cuda::view(s2, l2, "depthwise weight")?;
-        let dx = cuda::dw_input_grad(dev, &dy, &wt, d)?;
-        Ok((cuda::storage(dx, dev), Shape::from((n, c, self.h, self.w))))
-    }
-}
-
-/// The filter gradient of [`Depthwise`]: `x` and `dy` give `dw` `[c, 1, k, k]`, summed over the images.
-struct WeightGrad {
-    k: usize,
-    stride: usize,
-}
-
-impl CustomOp2 for WeightGrad {
-    fn name(&self) -> &'static str {
-        "depthwise-conv-weight-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (_, c, h, w) = l1.shape().dims4()?;
-        let x = cpu_slice(s1, l1, "depthwise input")?;
-        let dy = cpu_slice(s2, l2, "depthwise gradient")?;
-        let plane = Plane::new(h, w, self.k, self.stride);
-        Ok((
-            CpuStorage::F32(plane.backward_weight_all(x, dy, c)),
-            Shape::from((c, 1, self.k, self.k)),
-        ))
-    }
-
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        s1: &candle_core::CudaStorage,
-        l1: &Layout,
-        s2: &candle_core::CudaStorage,
-        l2: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        use super::cuda;
-        let d = gpu_dims(l1.dims(), self.k, self.stride);
-        let dev = cuda::device(s1);
-        let x = cuda::view(s1, l1, "depthwise input")?;
-        let dy = cuda::view(s2, l2, "depthwise gradient")?;
-        let dw = cuda::dw_weight_grad(dev, &x, &dy, d)?;
-        Ok((cuda::storage(dw, dev), Shape::from((d.c, 1, d.k, d.k))))
     }
 }
