@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds what benches/gpu.sh runs on a GPU machine, with the `cuda` feature, into gpu-bundle/ (ignored by
-# git): the fbnet binary, the train_step example and the CUDA kernel tests, stripped and xz-compressed
+# git): the fbnet binary, the train_step and loader_rate examples and the CUDA kernel tests, stripped and xz-compressed
 # (about 6 MB each; the device tool carries at most 64 MiB with the tree), and a quick fp32 latency table
 # of the 224 space at 10 classes for its end-to-end run (profiled here with the CPU build and ONNX
 # Runtime, which the GPU machine's image lacks for us). Run it where you build:
@@ -21,7 +21,8 @@ if ! command -v nvcc >/dev/null; then
 fi
 export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
 export CARGO_TARGET_DIR="${CUDA_TARGET:-target/cuda}"
-cargo build --release --locked -p fbnet --features cuda --bin fbnet --example train_step
+cargo build --release --locked -p fbnet --features cuda --bin fbnet --example train_step \
+    --example loader_rate
 tests=$(cargo test --release --locked -p fbnet --features cuda --test cuda_kernels --no-run \
     --message-format=json | python3 -c '
 import json, sys
@@ -31,7 +32,7 @@ for line in sys.stdin:
         print(m["executable"])')
 mkdir -p gpu-bundle
 for pair in "fbnet:$CARGO_TARGET_DIR/release/fbnet" "train_step:$CARGO_TARGET_DIR/release/examples/train_step" \
-    "cuda_kernels:$tests"; do
+    "loader_rate:$CARGO_TARGET_DIR/release/examples/loader_rate" "cuda_kernels:$tests"; do
     name=${pair%%:*}
     strip -o "gpu-bundle/$name" "${pair#*:}"
     xz -f -T0 -6 "gpu-bundle/$name"

@@ -11,7 +11,7 @@
 # a synthetic ImageNet-layout folder (benches/make_image_folder.py; the machine reaches no data) with the
 # 224 space at 10 classes (the bundle's quick fp32 table): the same short search on the CPU and on the GPU
 # (their first-epoch losses must agree), a GPU search interrupted after its first epoch and resumed, and
-# `fbnet train` of its result on the GPU.
+# `fbnet train` of its result on the GPU. Also the loader's rate alone on all cores (examples/loader_rate).
 #
 #   benches/gpu-build.sh            # here, where Rust is: builds gpu-bundle/
 #   benches/gpu.sh                  # there, from the repository root, gpu-bundle/ carried along
@@ -30,7 +30,7 @@ py=$(command -v python3)
 libs=$(find /opt/torch/.venv /usr/local/lib/python3* -path '*nvidia*' -name 'lib*.so*' -printf '%h\n' 2>/dev/null |
     sort -u | paste -sd:)
 export LD_LIBRARY_PATH="/usr/local/nvidia/lib64${libs:+:$libs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-for f in fbnet train_step cuda_kernels; do
+for f in fbnet train_step loader_rate cuda_kernels; do
     "$py" -c 'import lzma, sys; open(sys.argv[2], "wb").write(lzma.open(sys.argv[1]).read())' \
         "$bundle/$f.xz" "$work/$f" && chmod +x "$work/$f" || { echo "no $bundle/$f.xz: run benches/gpu-build.sh" >&2; exit 1; }
 done
@@ -82,6 +82,10 @@ echo "$table"
 print(f"paper search (90 epochs x 128,000 images) at {r:.1f} img/s: {90 * 128000 / r / 3600:.1f} hours on this GPU")' "$super_rate"
 [ -n "${OUT:-}" ] && echo "$table" >"$OUT/gpu-table.md"
 
+echo "== the data side alone: 224 px photo augmentation of synthetic 375-562 px JPEGs, all cores"
+"$py" benches/make_image_folder.py "$work/photos" --classes 20 --train 40 --val 1 --size 375
+"$work/loader_rate" "$work/photos" --workers "$(nproc)"
+
 echo "== end to end: search and train on an image folder, 224 space, 10 classes"
 "$py" benches/make_image_folder.py "$work/images" --classes 10 --train "${E2E_IMAGES:-40}" --val 10 --size 160
 lut="$bundle/fbnet-224-c10.json"
@@ -98,7 +102,7 @@ done
 timeout 300 "${search[@]}" --epochs 3 --device "$dev" --out "$work/r" >"$work/r.log" 2>&1 &
 runner=$!
 for _ in $(seq 600); do
-    [ "$(wc -l <"$work/r/metrics.jsonl" 2>/dev/null || echo 0)" -ge 1 ] && break
+    [ "$({ wc -l <"$work/r/metrics.jsonl"; } 2>/dev/null || echo 0)" -ge 1 ] && break
     sleep 0.2
 done
 kill -INT "$runner" 2>/dev/null; wait "$runner"; echo "interrupted with $(wc -l <"$work/r/metrics.jsonl") epoch(s) written"
