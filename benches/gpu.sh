@@ -24,6 +24,14 @@ cd "$(dirname "$0")/.."
 bundle=${BUNDLE:-gpu-bundle}
 steps=${STEPS:-5}
 dev=${DEVICE:-cuda}
+export RUST_LIB_BACKTRACE=0   # errors in one line (a panic still prints its backtrace)
+# The whole script keeps within BUDGET seconds (default 560; the device tool stops a command at 600):
+# every step's timeout is its own limit or what is left, whichever is less, the key figures first.
+end=$((SECONDS + ${BUDGET:-560}))
+cap() {
+    local left=$((end - SECONDS - 5))
+    if [ "$left" -lt "$1" ]; then echo $((left > 1 ? left : 1)); else echo "$1"; fi
+}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 py=$(command -v python3)
@@ -38,11 +46,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 "$py" -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))'
 
 echo "== CUDA kernels against the CPU kernels"
-timeout 300 "$work/cuda_kernels" gpu_ --test-threads=1 2>&1 | tail -n 25
-if command -v compute-sanitizer >/dev/null; then
-    echo "== the same under compute-sanitizer (out-of-bounds accesses)"
-    timeout 180 compute-sanitizer --tool memcheck "$work/cuda_kernels" gpu_ --test-threads=1 2>&1 | tail -n 8
-fi
+timeout "$(cap 90)" "$work/cuda_kernels" gpu_ --test-threads=1 2>&1 | tail -n 25
 
 echo "== training speed"
 # runs "$@" while sampling the GPU's memory; prints the command's last output line, then the peak MiB
@@ -65,9 +69,9 @@ for c in "super net, 224 space|${BATCH_SUPER:-64}|" "FBNet-B, 224|${BATCH_B:-128
     # shellcheck disable=SC2086
     "$work/train_step" "$work/space.json" $extra --describe >"$work/desc.json"
     # shellcheck disable=SC2086
-    mapfile -t a < <(sampled timeout 240 "$work/train_step" "$work/space.json" $extra --device "$dev" \
+    mapfile -t a < <(sampled timeout "$(cap 150)" "$work/train_step" "$work/space.json" $extra --device "$dev" \
         --batch "$batch" --steps "$steps" --warmup 2)
-    mapfile -t b < <(sampled timeout 240 "$py" benches/torch_train_step.py "$work/desc.json" --device "$dev" \
+    mapfile -t b < <(sampled timeout "$(cap 90)" "$py" benches/torch_train_step.py "$work/desc.json" --device "$dev" \
         --batch "$batch" --steps "$steps" --warmup 2 --threads 16)
     echo "$name fbnet: ${a[0]:-}"
     echo "$name torch: ${b[0]:-}"
@@ -84,7 +88,7 @@ print(f"paper search (90 epochs x 128,000 images) at {r:.1f} img/s: {90 * 128000
 
 echo "== the data side alone: 224 px photo augmentation of synthetic 375-562 px JPEGs, all cores"
 "$py" benches/make_image_folder.py "$work/photos" --classes 20 --train 40 --val 1 --size 375
-"$work/loader_rate" "$work/photos" --workers "$(nproc)"
+timeout "$(cap 30)" "$work/loader_rate" "$work/photos" --workers "$(nproc)"
 
 echo "== end to end: search and train on an image folder, 224 space, 10 classes"
 "$py" benches/make_image_folder.py "$work/images" --classes 10 --train "${E2E_IMAGES:-40}" --val 10 --size 160
@@ -93,23 +97,29 @@ search=("$work/fbnet" search --lut "$lut" --dtype fp32 --data "$work/images" --b
 last_ce() { "$py" -c 'import json, sys; m = [json.loads(l) for l in open(sys.argv[1])]
 print(m[int(sys.argv[2])]["train_ce"], m[-1]["images_per_second"], m[-1].get("data_wait_s"), m[-1].get("loader_images_per_second"))' "$@"; }
 for d in "$dev" cpu; do
-    timeout 180 "${search[@]}" --epochs 1 --device "$d" --out "$work/s-$d" >"$work/s-$d.log" 2>&1 ||
+    timeout "$(cap 90)" "${search[@]}" --epochs 1 --device "$d" --out "$work/s-$d" >"$work/s-$d.log" 2>&1 ||
         { echo "search on $d failed:"; tail -n 15 "$work/s-$d.log"; }
     echo "search on $d, epoch 1: train CE, img/s, data wait s, loader img/s: $(last_ce "$work/s-$d/metrics.jsonl" 0 2>&1)"
     [ "$d" = cpu ] && break
 done
 # interrupted after its first epoch (SIGINT, as Ctrl-C), then resumed to its third
-timeout 300 "${search[@]}" --epochs 3 --device "$dev" --out "$work/r" >"$work/r.log" 2>&1 &
+run_limit=$(cap 120)
+timeout "$run_limit" "${search[@]}" --epochs 3 --device "$dev" --out "$work/r" >"$work/r.log" 2>&1 &
 runner=$!
-for _ in $(seq 600); do
+for _ in $(seq $((run_limit * 5))); do
     [ "$({ wc -l <"$work/r/metrics.jsonl"; } 2>/dev/null || echo 0)" -ge 1 ] && break
     sleep 0.2
 done
 kill -INT "$runner" 2>/dev/null; wait "$runner"; echo "interrupted with $(wc -l <"$work/r/metrics.jsonl") epoch(s) written"
-timeout 300 "$work/fbnet" search --resume "$work/r" --device "$dev" >>"$work/r.log" 2>&1 || tail -n 15 "$work/r.log"
+timeout "$(cap 120)" "$work/fbnet" search --resume "$work/r" --device "$dev" >>"$work/r.log" 2>&1 || tail -n 15 "$work/r.log"
 echo "resumed: $(wc -l <"$work/r/metrics.jsonl") epochs written; $(grep -c '^epoch' "$work/r.log") epoch lines"
 grep '^epoch\|^warning\|^decided' "$work/r.log"
-timeout 240 "$work/fbnet" train "$work/r" --data "$work/images" --epochs 2 --batch-size "${E2E_BATCH:-32}" --device "$dev" \
+timeout "$(cap 90)" "$work/fbnet" train "$work/r" --data "$work/images" --epochs 2 --batch-size "${E2E_BATCH:-32}" --device "$dev" \
     --out "$work/t" >"$work/t.log" 2>&1 || { echo "train failed:"; tail -n 15 "$work/t.log"; }
 grep '^epoch\|top-1' "$work/t.log" | tail -n 4
+if command -v compute-sanitizer >/dev/null && [ $((end - SECONDS)) -gt 40 ]; then
+    echo "== the kernel tests under compute-sanitizer (out-of-bounds accesses)"
+    timeout "$(cap 60)" compute-sanitizer --tool memcheck "$work/cuda_kernels" gpu_ --test-threads=1 2>&1 | tail -n 8
+fi
+echo "gpu.sh: $SECONDS s"
 exit 0

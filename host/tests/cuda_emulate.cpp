@@ -1,6 +1,6 @@
 // Runs the CUDA kernels of host/src/kernels/cuda/kernels.cu on the CPU, compiled as plain C++ (each
 // kernel's grid-stride loop becomes an ordinary loop), in the same sequence of launches as
-// host/src/kernels/cuda.rs. Driven by host/tests/cuda_source.rs: reads one case from stdin, writes the
+// host/src/kernels/cuda.rs. Driven by host/tests/cuda_kernels.rs: reads one case from stdin, writes the
 // results to stdout, all little-endian binary (int32 sizes, float32 arrays).
 #include "../src/kernels/cuda/kernels.cu"
 

@@ -2,7 +2,7 @@
 // training-mode batch norm (optionally fused with its ReLU) forward and backward.
 //
 // One source, two compilers: build.rs runs nvcc on it for the `cuda` feature (PTX embedded in the
-// binary), and the CPU test `host/tests/cuda_source.rs` compiles it as plain C++ and runs every kernel with
+// binary), and the CPU test `host/tests/cuda_kernels.rs` compiles it as plain C++ and runs every kernel with
 // `FB_LOOP` as an ordinary loop, so the index arithmetic is checked against the CPU kernels on machines
 // without a GPU. Hence the rules kept here: every kernel is a grid-stride loop over independent outputs
 // (no shared memory, no synchronisation inside a kernel), and every reduction is two kernels, interleaved
