@@ -53,6 +53,17 @@ impl RunArgs {
     }
 }
 
+/// How the data side kept up, for the end of an epoch's line (search and train).
+pub fn fed_line(d: fbnet::data::LoaderStats) -> String {
+    format!(
+        "; data: waited {:.1} s, loader {:.0} img/s on {} thread{}",
+        d.waited_s,
+        d.images_per_second,
+        d.workers.max(1),
+        if d.workers > 1 { "s" } else { "" }
+    )
+}
+
 /// Choosing a space: a built-in name or a JSON file, with optional variants.
 #[derive(clap::Args, Clone, Debug)]
 pub struct SpaceArgs {

@@ -166,17 +166,6 @@ impl SearchArgs {
     }
 }
 
-/// How the data side kept up, for the end of an epoch's line.
-pub fn fed_line(d: fbnet::data::LoaderStats) -> String {
-    format!(
-        "; data: waited {:.1} s, loader {:.0} img/s on {} thread{}",
-        d.waited_s,
-        d.images_per_second,
-        d.workers.max(1),
-        if d.workers > 1 { "s" } else { "" }
-    )
-}
-
 /// Runs a search with progress bars and one line per epoch.
 pub fn search_with_progress(
     cfg: &SearchConfig,
@@ -200,7 +189,7 @@ pub fn search_with_progress(
                     100.0 * p.theta_acc,
                     p.expected_latency_us / 1000.0,
                     p.tau,
-                    p.data.map(fed_line).unwrap_or_default()
+                    p.data.map(super::fed_line).unwrap_or_default()
                 )
             });
         }

@@ -164,7 +164,7 @@ pub fn train_with_progress(
                 p.epochs,
                 p.ce,
                 100.0 * p.acc,
-                p.data.map(super::search::fed_line).unwrap_or_default()
+                p.data.map(super::fed_line).unwrap_or_default()
             );
             return;
         }

@@ -595,12 +595,12 @@ fn theta_step(
         .zip(st.theta.iter())
         .collect();
     st.adam.step(&params, &grads, cfg.theta_lr)?;
-    let factor = loss_form.ce_factor(lat.to_scalar::<f32>()? as f64);
+    let lat_us = lat.to_scalar::<f32>()?;
+    let factor = loss_form.ce_factor(lat_us as f64);
     ensure!(
         factor.is_finite() && factor > 0.0,
-        "epoch {}, step {step}: the loss's factor on the cross-entropy is {factor} (expected latency {} µs)",
-        epoch + 1,
-        lat.to_scalar::<f32>()?
+        "epoch {}, step {step}: the loss's factor on the cross-entropy is {factor} (expected latency {lat_us} µs)",
+        epoch + 1
     );
     Ok((grads, factor))
 }
