@@ -240,6 +240,14 @@ fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
     }
 }
 
+/// [`assert_close`] for each named result of a case.
+fn assert_all_close(got: &[Vec<f32>], want: &[Vec<f32>], names: &[&str], tol: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: results");
+    for ((g, w), name) in got.iter().zip(want).zip(names) {
+        assert_close(g, w, tol, &format!("{what} {name}"));
+    }
+}
+
 const DW_NAMES: [&str; 3] = ["y", "dx", "dw"];
 const BN_NAMES: [&str; 6] = ["y", "mean", "var", "dx", "dgamma", "dbeta"];
 
@@ -248,10 +256,8 @@ fn emulated_depthwise_kernels_match_the_cpu_kernels() {
     for case in 0..DEPTHWISE.len() {
         let d = Depthwise::new(case);
         let want = d.run_ops(&Device::Cpu);
-        let got = d.run_emulated();
-        for ((g, w), name) in got.iter().zip(&want).zip(DW_NAMES) {
-            assert_close(g, w, 1e-5, &format!("depthwise {:?} {name}", d.dims));
-        }
+        let what = format!("depthwise {:?}", d.dims);
+        assert_all_close(&d.run_emulated(), &want, &DW_NAMES, 1e-5, &what);
     }
 }
 
@@ -260,10 +266,8 @@ fn emulated_batch_norm_kernels_match_the_cpu_kernels() {
     for case in 0..BATCH_NORM.len() {
         let b = BatchNorm::new(case);
         let want = b.run_ops(&Device::Cpu);
-        let got = b.run_emulated();
-        for ((g, w), name) in got.iter().zip(&want).zip(BN_NAMES) {
-            assert_close(g, w, 2e-5, &format!("batch norm {:?} {name}", b.dims));
-        }
+        let what = format!("batch norm {:?}", b.dims);
+        assert_all_close(&b.run_emulated(), &want, &BN_NAMES, 2e-5, &what);
     }
 }
 
@@ -292,10 +296,8 @@ mod gpu {
         for case in 0..DEPTHWISE.len() {
             let d = Depthwise::new(case);
             let want = d.run_ops(&Device::Cpu);
-            let got = d.run_ops(&dev);
-            for ((g, w), name) in got.iter().zip(&want).zip(DW_NAMES) {
-                assert_close(g, w, 1e-4, &format!("GPU depthwise {:?} {name}", d.dims));
-            }
+            let what = format!("GPU depthwise {:?}", d.dims);
+            assert_all_close(&d.run_ops(&dev), &want, &DW_NAMES, 1e-4, &what);
         }
     }
 
@@ -305,10 +307,8 @@ mod gpu {
         for case in 0..BATCH_NORM.len() {
             let b = BatchNorm::new(case);
             let want = b.run_ops(&Device::Cpu);
-            let got = b.run_ops(&dev);
-            for ((g, w), name) in got.iter().zip(&want).zip(BN_NAMES) {
-                assert_close(g, w, 1e-4, &format!("GPU batch norm {:?} {name}", b.dims));
-            }
+            let what = format!("GPU batch norm {:?}", b.dims);
+            assert_all_close(&b.run_ops(&dev), &want, &BN_NAMES, 1e-4, &what);
         }
     }
 }
